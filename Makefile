@@ -33,11 +33,11 @@ smoke: $(VENV)/.core
 
 ## Notebook tests (smoke presets) then pytest.
 test: $(VENV)/.dev
-	$(BIN)/nbdev-test --n-workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 
 nbtest: $(VENV)/.dev
-	$(BIN)/nbdev-test --n-workers 2
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
 pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
