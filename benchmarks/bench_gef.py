@@ -12,7 +12,7 @@ def measure(preset, reps, batch, patch, device):
     from dtir.config import load_preset
     from dtir.models.core import build_model, count_params
     from dtir.diffusion import schedule_for, rec_loss, pretrain_loss
-    from dtir.gef import gen_param_selection, layer_decay_weights, reg_loss, gef_backward, snapshot_params
+    from dtir.gef import gen_param_selection, layer_decay_weights, reg_apply_, gef_backward, snapshot_params
     ov = [f'device={device}'] + ([f'batch={batch}'] if batch else []) + ([f'patch={patch}'] if patch else [])
     cfg = load_preset(preset, ov)
     torch.manual_seed(0)
@@ -32,13 +32,14 @@ def measure(preset, reps, batch, patch, device):
         net.zero_grad(set_to_none=False); sync(); t0 = time.perf_counter(); fn(); sync(); return time.perf_counter() - t0
     def plain():
         rec_loss(net, y, x, t)[0].backward()
-    def reg_only():
-        gef_backward(net, rec_loss(net, y, x, t)[0], None, reg_loss(dict(net.named_parameters()), theta0, omega, decay, cfg.lam_reg))
+    P = dict(net.named_parameters())
+    def reg_only():   # what dtir.finetune does: L_rec backward + the closed-form L_reg gradient
+        gef_backward(net, rec_loss(net, y, x, t)[0], None); reg_apply_(P, theta0, omega, decay, cfg.lam_reg)
     def mixed(orth):
         def f():
             L_gen = pretrain_loss(net, x, sch, generator=g)[0]
-            gef_backward(net, rec_loss(net, y, x, t)[0], L_gen, reg_loss(dict(net.named_parameters()), theta0, omega, decay, cfg.lam_reg),
-                         gp, decay, alpha=cfg.alpha_orth, orth='batch' if orth else None)
+            gef_backward(net, rec_loss(net, y, x, t)[0], L_gen, None, gp, decay, alpha=cfg.alpha_orth, orth='batch' if orth else None)
+            reg_apply_(P, theta0, omega, decay, cfg.lam_reg)
         return f
     variants = dict(plain=plain, reg=reg_only, mix=mixed(False), mix_orth=mixed(True))
     for f in variants.values(): timed(f)  # warm-up
