@@ -1,5 +1,5 @@
 "Exact resume after a real SIGKILL (pre-training and GEF fine-tuning), and clear refusals of mismatched, unfinished or corrupted checkpoints."
-import json, os, shutil, signal, subprocess, sys, time
+import json, os, shutil, signal, subprocess, time
 from pathlib import Path
 
 import pytest
@@ -7,25 +7,17 @@ import torch
 from safetensors.torch import load_file
 
 from dtir.checkpoint import CheckpointError, load_meta
-from dtir.cli import main as dtir_main
+from cli_helpers import REPO, ENV, dtir_cmd, run_main, one_line_error
 from dtir.config import load_preset
 from dtir.pretrain import pretrain
 from dtir.train import RunSpec, Trainer, read_log, step_generator
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
 
 PRE_STEPS, PRE_KILL = 400, 60
 PRE_SET = [f'pretrain_steps={PRE_STEPS}', 'ckpt_every=20', 'log_every=20']
 FT_STEPS, FT_KILL = 120, 40
 FT_SET = [f'finetune_steps={FT_STEPS}', 'ckpt_every=20', 'log_every=20', 'p_mix=0.5', 'mix=1', 'reg=1', 'orth=1']
-
-
-def dtir_cmd() -> list[str]:
-    "The installed `dtir` console script (or an equivalent `python -c` call)."
-    exe = Path(sys.executable).with_name('dtir')
-    return [str(exe)] if exe.exists() else [sys.executable, '-c', 'import sys; from dtir.cli import main; sys.exit(main())']
 
 
 def _sets(overrides) -> list[str]:
@@ -167,28 +159,9 @@ def cli_refusals(killed_copy):
     return {k: dict(rc=p.returncode, out=o, err=e, run=runs[k], file=f) for k, (p, o, e) in res.items()}
 
 
-def run_main(argv, capsys) -> tuple[int, str]:
-    "Call `dtir.cli.main` in-process as the console script does (`sys.exit(main())`); return (exit code, stderr)."
-    capsys.readouterr()
-    try: rc = dtir_main([str(a) for a in argv])
-    except SystemExit as e:   # what the interpreter does with it: an int is the code, anything else is printed, code 1
-        if e.code is None or isinstance(e.code, int): rc = e.code or 0
-        else: print(e.code, file=sys.stderr); rc = 1
-    return rc, capsys.readouterr().err
-
-
-def _one_line_error(rc: int, err: str, cmd: str = 'pretrain') -> str:
-    assert rc == 2, f"exit code {rc}, expected 2; stderr:\n{err}"
-    assert 'Traceback' not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
-    assert lines[0].startswith(f'dtir {cmd}: error: '), lines[0]
-    return lines[0]
-
-
 def test_cli_refuses_unfinished_run_without_resume(cli_refusals, pre_runs):
     r = cli_refusals['no_resume']
-    msg = _one_line_error(r['rc'], r['err'])
+    msg = one_line_error(r['rc'], r['err'], 'pretrain')
     assert '--resume' in msg and 'ckpt' in msg
     assert load_meta(r['run'] / 'ckpt')['step'] == pre_runs['saved'] and not (r['run'] / 'model').exists()   # left untouched
     assert read_log(r['run']) == read_log(pre_runs['killed'])
@@ -196,7 +169,7 @@ def test_cli_refuses_unfinished_run_without_resume(cli_refusals, pre_runs):
 
 def test_cli_corrupted_weights_one_line(cli_refusals):
     r = cli_refusals['flipped']
-    msg = _one_line_error(r['rc'], r['err'])
+    msg = one_line_error(r['rc'], r['err'], 'pretrain')
     assert str(r['file']) in msg and 'corrupt' in msg
 
 
@@ -204,7 +177,7 @@ def test_resume_refuses_other_preset(killed_copy, capsys):
     run = killed_copy('other_preset')
     with pytest.raises(CheckpointError, match=r"cannot resume .*'preset' differs"):
         pretrain(load_preset('smoke', PRE_SET + ['width=12']), run, resume=True, progress=False)
-    msg = _one_line_error(*run_main(pre_args(run, '--resume', '--set', 'width=12'), capsys))
+    msg = one_line_error(*run_main(pre_args(run, '--resume', '--set', 'width=12'), capsys), 'pretrain')
     assert 'preset' in msg and 'width' in msg and str(run / 'ckpt') in msg and '--resume' in msg
     assert not (run / 'model').exists() and load_meta(run / 'ckpt')['preset']['width'] == load_preset('smoke').width != 12
 
@@ -243,7 +216,7 @@ def test_corrupted_checkpoint_cli(case, killed_copy, capsys):
     name, corrupt = CORRUPT[case]
     f = _ckpt_folder(run) / name
     corrupt(f)
-    msg = _one_line_error(*run_main(pre_args(run, '--resume'), capsys))
+    msg = one_line_error(*run_main(pre_args(run, '--resume'), capsys), 'pretrain')
     assert str(f) in msg, msg
 
 

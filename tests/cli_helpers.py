@@ -1,0 +1,34 @@
+"Helpers shared by the tests that drive the `dtir` command (as a subprocess or in-process)."
+import os, sys
+from pathlib import Path
+
+from dtir.cli import main as dtir_main
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+
+
+def dtir_cmd() -> list[str]:
+    "The installed `dtir` console script (or an equivalent `python -c` call)."
+    exe = Path(sys.executable).with_name('dtir')
+    return [str(exe)] if exe.exists() else [sys.executable, '-c', 'import sys; from dtir.cli import main; sys.exit(main())']
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    "Call `dtir.cli.main` in-process as the console script does (`sys.exit(main())`); return (exit code, stderr)."
+    capsys.readouterr()
+    try: rc = dtir_main([str(a) for a in argv])
+    except SystemExit as e:   # what the interpreter does with it: an int is the code, anything else is printed, code 1
+        if e.code is None or isinstance(e.code, int): rc = e.code or 0
+        else: print(e.code, file=sys.stderr); rc = 1
+    return rc, capsys.readouterr().err
+
+
+def one_line_error(rc: int, err: str, cmd: str) -> str:
+    "The single stderr line of a user error (exit 2, no traceback)."
+    assert rc == 2, f"exit code {rc}, expected 2; stderr:\n{err}"
+    assert 'Traceback' not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
+    assert lines[0].startswith(f'dtir {cmd}: error: '), lines[0]
+    return lines[0]
