@@ -13,8 +13,9 @@ from .config import Preset
 from .runner import progress
 
 # %% auto #0
-__all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'key_of', 'pretrained',
-           'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model', 'unified']
+__all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'REAL_SETS',
+           'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model', 'unified',
+           'unify_steps', 'unify_model', 'estimator_model', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
 PRETRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'arch', 'width', 'enc_blocks', 'middle_blocks', 'dec_blocks',
@@ -121,3 +122,48 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
         if plain: train_plain(cfg, list(t_stars), run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
         else: finetune(cfg, dict(t_stars), pre, run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
     return run / 'model'
+
+# %% ../nbs/16_artifacts.ipynb #ca044e41
+UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'moe', 'moe_experts')
+
+def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
+    "Training steps of a unified TIT run (stage_steps per stage), which the compared rows also get."
+    from dtir.unify import tit_stages
+    return cfg.stage_steps * len(tit_stages(t_stars, True, cfg.tit_group))
+
+def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
+                seed: int | None = None, log=progress) -> Path:
+    "The `model/` folder of `dtir.unify.unify` under `cfg` (tit, moe, GEF switches), trained once."
+    from dtir.unify import unify
+    seed = cfg.seeds[0] if seed is None else seed
+    run = Path(root) / f"unify-{key_of(cfg, UNIFY_KEYS, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed, pre=str(pre))}"
+    if not _done(run):
+        if log: log(f'unify (tit={cfg.tit}, moe={cfg.moe}, seed {seed}, {len(t_stars)} tasks) -> {run.name}')
+        unify(cfg, pre, run, dict(t_stars), data=data, resume=True, seed=seed,
+              log=(lambda m: log('  ' + m)) if log else None)
+    return run / 'model'
+
+def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data: str = 'builtin',
+                    seed: int | None = None, log=progress) -> Path:
+    "The blind t* estimator's `model/` folder for the prompts `t_stars`, trained once."
+    from dtir.estimator import train_estimator
+    seed = cfg.seeds[0] if seed is None else seed
+    keys = ('seed', 'data', 'patch', 'batch', 'augment', 'lr', 'lr_min', 'betas', 'estimator_steps')
+    run = Path(root) / f"estimator-{key_of(cfg, keys, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed)}"
+    if not _done(run):
+        if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(set(t_stars.values()))} classes) -> {run.name}')
+        train_estimator(cfg, dict(t_stars), run, data=data, seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
+    return run / 'model'
+
+# %% ../nbs/16_artifacts.ipynb #6cec1b97
+REAL_SETS = {
+    'rain100l': dict(task='rain', layout='paired', y_channel=True, input_y_psnr=26.90),
+    'lol_v1_eval15': dict(task='lowlight', layout='paired', y_channel=False, input_psnr=7.77),
+}
+
+def real_image_cap(cfg: Preset, real_max_images: int | None = None) -> int:
+    "Images per real set: an explicit cap, or max(n_eval, 10) when the preset evaluates a subset (n_eval > 0), else all (0)."
+    if real_max_images is not None:
+        if real_max_images < 0: raise ValueError(f"real_max_images must be None or >= 0, got {real_max_images}")
+        return int(real_max_images)
+    return max(cfg.n_eval, 10) if cfg.n_eval > 0 else 0

@@ -13,7 +13,8 @@ from .config import Preset
 from .train import step_seed, step_generator
 
 # %% auto #0
-__all__ = ['clean_train_images', 'clean_batches', 'task_batches', 'PairedPatchSampler', 'paired_batches', 'eval_set', 'predict']
+__all__ = ['clean_train_images', 'clean_batches', 'task_batches', 'PairedPatchSampler', 'paired_batches', 'multi_paired_batches',
+           'eval_set', 'predict']
 
 # %% ../nbs/13a_batches.ipynb #37e25560
 def clean_train_images(data: str = 'builtin') -> list[np.ndarray]:
@@ -46,7 +47,8 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
     seed = cfg.seed if seed is None else seed
     names = list(tasks)
     if data != 'builtin':
-        return paired_batches(cfg, data, t=tasks[names[0]] if len(names) == 1 else None, seed=seed)
+        if len(names) > 1: return multi_paired_batches(cfg, data, tasks, seed=seed)
+        return paired_batches(cfg, data, t=tasks[names[0]], seed=seed)
     from dtir.data.builtin import PatchSampler
     s = PatchSampler(clean_train_images(data), cfg.patch, cfg.batch, augment=cfg.augment, seed=seed)
     def fn(step: int) -> dict:
@@ -99,6 +101,27 @@ def paired_batches(cfg: Preset, root: str, t: int | None = None, layout: str = '
     def fn(step: int) -> dict:
         y, x = s.batch_at(step)
         return {'y': y, 'x': x, 't': None if t is None else torch.full((x.shape[0],), t, dtype=torch.long)}
+    return fn
+
+def multi_paired_batches(cfg: Preset, root: str, tasks: dict[str, int | None], layout: str = 'paired',
+                         seed: int | None = None) -> Callable[[int], dict]:
+    "`step -> {'y','x','t','task'}` over several tasks of `root/<task>/` paired folders, each sample's task drawn uniformly."
+    from dtir.data.paired import PairedFolder
+    seed = cfg.seed if seed is None else seed
+    names = list(tasks)
+    missing = [t for t in names if not (Path(root) / t).is_dir()]
+    if missing: raise FileNotFoundError(f"--data {root}: multi-task training needs one paired folder per task; missing {missing}")
+    samplers = {}
+    for t in names:
+        ds = PairedFolder(Path(root) / t, layout=layout, min_size=cfg.patch)
+        items = [ds[i] for i in range(len(ds))]
+        samplers[t] = PairedPatchSampler([(_hwc(it['lq']), _hwc(it['gt'])) for it in items], cfg.patch, 1, cfg.augment,
+                                         seed, names=[str(it['lq_path']) for it in items])
+    def fn(step: int) -> dict:
+        g = step_generator(seed, step, 'task')
+        which = [names[i] for i in torch.randint(len(names), (cfg.batch,), generator=g).tolist()]
+        ys, xs = zip(*(samplers[w].batch_at(step * cfg.batch + i) for i, w in enumerate(which)))
+        return {'y': torch.cat(ys), 'x': torch.cat(xs), 't': _t_tensor([tasks[w] for w in which]), 'task': which}
     return fn
 
 def _hwc(a) -> np.ndarray:

@@ -86,6 +86,26 @@ def _cmd_evaluate(a) -> int:
         print(f"{a.task} {sev}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  LPIPS {r['lpips']}  ({r['n']} images, {r['protocol']}, t={r['t']})")
     return 0
 
+def _cmd_unify(a) -> int:
+    from dataclasses import replace
+    from dtir.artifacts import matched
+    from dtir.unify import unify, tit_stages, copy_model
+    from dtir.estimator import train_estimator, load_estimator
+    cfg = _cfg(a)
+    if a.tasks: cfg = replace(cfg, tasks=tuple(a.tasks))
+    if a.no_tit: cfg = replace(cfg, tit=False)
+    if a.no_moe: cfg = replace(cfg, moe=False)
+    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
+    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, log=print)['t_star'].items() if k in cfg.tasks}
+    out = Path(a.out)
+    print('t* ' + ', '.join(f'{k}={v}' for k, v in ts.items()) + f"; stages: {len(tit_stages(ts, cfg.tit, cfg.tit_group))}")
+    model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, log=print, progress=True)
+    est = train_estimator(cfg, ts, out / 'estimator', data=a.data, resume=a.resume and (out / 'estimator' / 'ckpt' / 'meta.json').exists())
+    copy_model(est, model / 'estimator')
+    load_estimator(model)
+    print(model)
+    return 0
+
 def _stage_commands(sub):
     p = sub.add_parser('pretrain', help='generative pre-training (TMGP) on clean images')
     _preset_args(p); p.add_argument('--data', default='builtin'); p.add_argument('--out', required=True)
@@ -118,6 +138,14 @@ def _stage_commands(sub):
     e.add_argument('--data', default='builtin'); e.add_argument('--out', default=None, help='JSON file for per-image results')
     e.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT')
     e.set_defaults(func=_cmd_evaluate)
+    u = sub.add_parser('unify', help='one network for many degradations: TIT stages + MoE adapters + GEF, and the blind t* estimator')
+    _preset_args(u); u.add_argument('--ckpt', required=True, help='pre-trained model folder (its match.json gives t*)')
+    u.add_argument('--data', default='builtin', help='builtin, or a root with one paired folder (input/ + target/) per task')
+    u.add_argument('--out', required=True); u.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s ten')
+    u.add_argument('--no-tit', action='store_true', help='one stage on all tasks (same total steps)')
+    u.add_argument('--no-moe', action='store_true', help='no MoE adapters')
+    u.add_argument('--resume', action='store_true', help='continue an interrupted run (finished stages are kept)')
+    u.set_defaults(func=_cmd_unify)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `dtir` argument parser with all subcommands."
@@ -139,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('root'); c.add_argument('--layout', default='paired')
     c.set_defaults(func=_cmd_data_check)
     _stage_commands(sub)
+    from dtir.restore import add_restore_parser
+    add_restore_parser(sub)
     return ap
 
 def main(argv=None) -> int:

@@ -83,7 +83,8 @@ class Preset:
     decay_a: float = 0.05
     # multi-task (DESIGN.md 5)
     stage_steps: int = 150
-    tit: bool = True
+    tit: bool = True                    # time-sequential incremental training (False: one stage on all tasks, same steps)
+    tit_group: str = 'task'             # task: one new task per stage (ties in t* by TASKS order) | tstar: tasks sharing a t* enter together
     moe: bool = True
     moe_experts: int = 10
     estimator_steps: int = 300
@@ -164,6 +165,8 @@ def validate(p: Preset) -> Preset:
     if len(p.enc_blocks) != len(p.dec_blocks): bad('dec_blocks', f'must have as many levels as enc_blocks {p.enc_blocks}')
     if not 0 <= p.ema < 1: bad('ema', 'must lie in [0, 1)')
     if p.k_shallow < 0: bad('k_shallow', 'must be >= 0')
+    if p.tit_group not in ('task', 'tstar'): bad('tit_group', 'must be task or tstar')
+    if p.moe_experts < 1: bad('moe_experts', 'must be >= 1')
     for k in ('tasks', 'setting_a_tasks'):
         unknown = [t for t in getattr(p, k) if t not in TASKS]
         if unknown: bad(k, f'names unknown tasks {unknown}; known: {", ".join(TASKS)}')

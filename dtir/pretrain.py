@@ -35,7 +35,7 @@ def load_model(path: str | Path, device='cpu') -> tuple[torch.nn.Module, dict]:
     if 'model' not in meta or 'preset' not in meta: raise CheckpointError(f"{path}: meta.json lacks the model spec / preset")
     cfg = _preset_from_meta(meta)
     spec = meta['model']
-    net = build_model(cfg, time=spec['time'], in_ch=spec['in_ch'], out_ch=spec['out_ch'])
+    net = build_model(cfg, time=spec['time'], in_ch=spec['in_ch'], out_ch=spec['out_ch'], moe=spec.get('moe', 0))
     load_weights(net, weights, str(path))
     return net.to(device).eval(), meta
 

@@ -93,6 +93,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ('tsne', 'analyses/05_tsne.ipynb'),
     ('setting_a', 'analyses/06_setting_a.ipynb'),
     ('real', 'analyses/07_real.ipynb'),
+    ('setting_b', 'analyses/08_setting_b.ipynb'),
 ]
 FULL_ONLY: list[tuple[str, str]] = []
 

@@ -12,7 +12,7 @@ from cli_helpers import REPO, ENV, dtir_cmd, run_main, one_line_error
 
 torch.set_num_threads(1)
 SHARED = Path(os.environ.get('DTIR_SHARED_DATA', REPO.parent / 'shared' / 'data'))
-SUBCOMMANDS = [['reproduce'], ['data'], ['data', 'check'], ['pretrain'], ['match'], ['finetune'], ['train-plain'], ['evaluate']]
+SUBCOMMANDS = [['reproduce'], ['data'], ['data', 'check'], ['pretrain'], ['match'], ['finetune'], ['train-plain'], ['evaluate'], ['unify'], ['restore']]
 
 
 def dtir(*args, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def dtir(*args, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_help_console_script():
     r = dtir('--help')
     assert r.returncode == 0, r.stderr
-    for sub in ('reproduce', 'data', 'pretrain', 'match', 'finetune', 'train-plain', 'evaluate'): assert sub in r.stdout
+    for sub in ('reproduce', 'data', 'pretrain', 'match', 'finetune', 'train-plain', 'evaluate', 'unify', 'restore'): assert sub in r.stdout
 
 
 def test_python_m_dtir_cli():
@@ -146,3 +146,28 @@ def test_unknown_preset_key(tmp_path, capsys):
     rc, err = run_main(['pretrain', '--preset', 'smoke', '--set', 'widht=8', '--out', tmp_path / 'o'], capsys)
     msg = one_line_error(rc, err, 'pretrain')
     assert "'widht'" in msg and not (tmp_path / 'o').exists()
+
+
+# --- unify: TIT stages + MoE + the estimator, then a blind restore with the result ---
+
+def test_unify_then_restore_auto(pretrained, tmp_path, capsys):
+    "`dtir unify` end to end at smoke size (2 tasks: matching, 2 stages, estimator inside the model), killed-and-resumed, then `restore --t auto`."
+    import json, shutil
+    pre = tmp_path / 'pre'
+    shutil.copytree(pretrained, pre)
+    args = ['unify', '--preset', 'smoke', '--set', 'stage_steps=4', '--set', 'estimator_steps=4', '--set', 'match_images=2',
+            '--ckpt', pre, '--out', tmp_path / 'u', '--tasks', 'noise', 'lowlight']
+    rc, err = run_main(args, capsys)
+    assert rc == 0, err
+    model = tmp_path / 'u' / 'model'
+    assert (model / 'estimator' / 'meta.json').exists() and sorted(p.name for p in (tmp_path / 'u').glob('stage-*')) == ['stage-01', 'stage-02']
+    meta = json.loads((model / 'meta.json').read_text())
+    assert set(meta['t_star']) == {'noise', 'lowlight'} and meta['model']['moe'] >= 1
+    # a second run without --resume refuses nothing finished; with --resume it is a no-op
+    rc, err = run_main(args + ['--resume'], capsys)
+    assert rc == 0, err
+    img = tmp_path / 'in' / 'a.png'
+    _png(img, 3)
+    rc, err = run_main(['restore', '--ckpt', model, '--input', img, '--output', tmp_path / 'out', '--t', 'auto'], capsys)
+    assert rc == 0, err
+    assert (tmp_path / 'out' / 'a.png').exists()

@@ -31,10 +31,15 @@ def missing_keys(res: dict, real: bool) -> list[str]:
         for r in ROWS:
             for s in ('id', 'ood'):
                 for m in ('psnr', 'ssim', 'lpips'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
+    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind'):
+        for t in list(cfg.tasks) + ['avg']:
+            for m in ('psnr', 'ssim', 'lpips'): need(f'setting_b.{r}.{t}.{m}')
+    for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}')
     if real:
         for st in ('rain100l', 'lol_v1_eval15'):
             for r in ('plain', 'plain_long', 'full'):
                 for m in ('psnr', 'ssim'): need(f'real.{st}.{r}.{m}')
+            for m in ('psnr', 'ssim'): need(f'real_unified.{st}.blind.{m}')
     return miss
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ def build_model(cfg: Preset,        # preset: arch, width, enc_blocks, middle_bl
                 time: bool = True,  # False: the plain baseline (no time input, t must be None)
                 in_ch: int = 3,     # input channels (6 for DiffUIR's cat(I_t, I_in))
                 out_ch: int = 3,    # output (residual) channels
+                moe: int = 0,       # K > 0: MoE time-prompt adapters after each decoder level (dtir.models.moe)
                ) -> nn.Module:
     "Build the preset's backbone: `net(x, t)` returns the residual, `restored = x - net(x, t)`."
     if cfg.arch not in ARCHS:
@@ -33,22 +34,26 @@ def build_model(cfg: Preset,        # preset: arch, width, enc_blocks, middle_bl
     cls = ARCHS[cfg.arch]
     kw = dict(in_ch=in_ch, out_ch=out_ch, width=cfg.width, enc_blocks=tuple(cfg.enc_blocks),
               middle_blocks=cfg.middle_blocks, dec_blocks=tuple(cfg.dec_blocks))
-    if _native_time(cls): return cls(**kw, time=time)
-    net = cls(**kw)
-    return TimeFiLM(net) if time else net
+    if _native_time(cls): net = cls(**kw, time=time)
+    else: net = TimeFiLM(cls(**kw)) if time else cls(**kw)
+    if moe:
+        from dtir.models.moe import attach_moe
+        attach_moe(net, moe)
+    return net
 
 def count_params(m: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `m` (shared tensors counted once)."
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
 
 # %% ../../nbs/11b_models.ipynb #fae6d576
-def model_spec(cfg: Preset, time: bool = True, in_ch: int = 3, out_ch: int = 3) -> dict:
-    "JSON-able description of the backbone `build_model(cfg, time, in_ch, out_ch)` builds."
+def model_spec(cfg: Preset, time: bool = True, in_ch: int = 3, out_ch: int = 3, moe: int = 0) -> dict:
+    "JSON-able description of the backbone `build_model(cfg, time, in_ch, out_ch, moe)` builds."
     if cfg.arch not in ARCHS:
         raise KeyError(f"preset '{cfg.name}': arch {cfg.arch!r} is unknown; known: {', '.join(ARCHS)}")
     return dict(arch=cfg.arch, width=cfg.width, enc_blocks=list(cfg.enc_blocks), middle_blocks=cfg.middle_blocks,
                 dec_blocks=list(cfg.dec_blocks), time=bool(time), in_ch=in_ch, out_ch=out_ch,
-                time_wrapper=('film' if time and not _native_time(ARCHS[cfg.arch]) else None))
+                time_wrapper=('film' if time and not _native_time(ARCHS[cfg.arch]) else None),
+                **({'moe': int(moe)} if moe else {}))
 
 def check_spec(saved: dict,                # spec stored with a checkpoint
                expected: dict,             # spec of the network being loaded into
