@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from .config import Preset
 from .runner import progress
+from .launch import run_job
 
 # %% auto #0
 __all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'REAL_SETS',
@@ -34,11 +35,10 @@ def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
 
 def pretrained(cfg: Preset, root: str | Path, data: str = 'builtin', log=progress) -> Path:
     "The pre-trained `model/` folder for `cfg` under `root` (trained, or resumed, if missing)."
-    from dtir.pretrain import pretrain
     run = Path(root) / f'pre-{cfg.schedule}-{key_of(cfg, PRETRAIN_KEYS, data=data)}'
     if not _done(run):
         if log: log(f'pre-training ({cfg.schedule}, {cfg.pretrain_steps} steps) -> {run}')
-        pretrain(cfg, run, data=data, resume=(run / 'ckpt' / 'meta.json').exists(), progress=False)
+        run_job('pretrain', cfg, out=run, data=data, resume=(run / 'ckpt' / 'meta.json').exists(), progress=False)
     return run / 'model'
 
 def matched(cfg: Preset, pre: str | Path, roots=(), log=progress) -> dict:
@@ -60,7 +60,6 @@ def matched(cfg: Preset, pre: str | Path, roots=(), log=progress) -> dict:
 def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre: str | Path | None,
               data: str = 'builtin', seed: int | None = None, steps: int | None = None, plain: bool = False, log=progress) -> Path:
     "A fine-tuned (or plain, `plain=True`) `model/` folder for `task`, trained once per defining settings."
-    from dtir.finetune import finetune, train_plain
     seed = cfg.seeds[0] if seed is None else seed
     steps = steps or cfg.finetune_steps
     kind = 'plain' if plain else 'ft'
@@ -70,8 +69,8 @@ def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre:
     if not _done(run):
         if log: log(f'{kind} {task} (t*={t_star}, seed {seed}, {steps} steps) -> {run.name}')
         resume = (run / 'ckpt' / 'meta.json').exists()
-        if plain: train_plain(cfg, task, run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
-        else: finetune(cfg, task, pre, run, t_star=t_star, data=data, steps=steps, resume=resume, progress=False, seed=seed)
+        if plain: run_job('train_plain', cfg, task, out=run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
+        else: run_job('finetune', cfg, task, pre, out=run, t_star=t_star, data=data, steps=steps, resume=resume, progress=False, seed=seed)
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #d620b055
@@ -109,7 +108,6 @@ def row_model(cfg: Preset, root: str | Path, row: str, task: str, t_star: int | 
 def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin', seed: int | None = None,
             steps: int | None = None, plain: bool = False, log=progress) -> Path:
     "The `model/` folder of one network trained on all tasks of `t_stars` at once (GEF from `pre`, or plain)."
-    from dtir.finetune import finetune, train_plain
     seed = cfg.seeds[0] if seed is None else seed
     steps = steps or cfg.finetune_steps
     kind = 'unified-plain' if plain else 'unified-ours'
@@ -119,8 +117,8 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
     if not _done(run):
         if log: log(f'{kind} on {len(t_stars)} tasks (seed {seed}, {steps} steps) -> {run.name}')
         resume = (run / 'ckpt' / 'meta.json').exists()
-        if plain: train_plain(cfg, list(t_stars), run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
-        else: finetune(cfg, dict(t_stars), pre, run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
+        if plain: run_job('train_plain', cfg, list(t_stars), out=run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
+        else: run_job('finetune', cfg, dict(t_stars), pre, out=run, data=data, steps=steps, resume=resume, progress=False, seed=seed)
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #ca044e41
@@ -134,25 +132,23 @@ def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
 def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
                 seed: int | None = None, log=progress) -> Path:
     "The `model/` folder of `dtir.unify.unify` under `cfg` (tit, moe, GEF switches), trained once."
-    from dtir.unify import unify
     seed = cfg.seeds[0] if seed is None else seed
     run = Path(root) / f"unify-{key_of(cfg, UNIFY_KEYS, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed, pre=str(pre))}"
     if not _done(run):
         if log: log(f'unify (tit={cfg.tit}, moe={cfg.moe}, seed {seed}, {len(t_stars)} tasks) -> {run.name}')
-        unify(cfg, pre, run, dict(t_stars), data=data, resume=True, seed=seed,
+        run_job('unify', cfg, pre, out=run, t_stars=dict(t_stars), data=data, resume=True, seed=seed,
               log=(lambda m: log('  ' + m)) if log else None)
     return run / 'model'
 
 def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data: str = 'builtin',
                     seed: int | None = None, log=progress) -> Path:
     "The blind t* estimator's `model/` folder for the prompts `t_stars`, trained once."
-    from dtir.estimator import train_estimator
     seed = cfg.seeds[0] if seed is None else seed
     keys = ('seed', 'data', 'patch', 'batch', 'augment', 'lr', 'lr_min', 'betas', 'estimator_steps')
     run = Path(root) / f"estimator-{key_of(cfg, keys, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed)}"
     if not _done(run):
         if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(set(t_stars.values()))} classes) -> {run.name}')
-        train_estimator(cfg, dict(t_stars), run, data=data, seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
+        run_job('train_estimator', cfg, dict(t_stars), out=run, data=data, seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #6cec1b97

@@ -21,7 +21,7 @@ def _cmd_reproduce(a) -> int:
     from dtir.runner import reproduce, NotebookFailed
     try:
         reproduce(a.preset, out=a.out, only=a.only, force=a.force, overrides=a.overrides, data=a.data,
-                  test_clean=a.test_clean, real=a.real, all_notebooks=a.all)
+                  test_clean=a.test_clean, real=a.real, all_notebooks=a.all, launch=a.launch)
     except NotebookFailed as e:
         print(f'dtir reproduce: {e}', file=sys.stderr)
         return 1
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--all', action='store_true', help='also run the notebooks of the full list')
     r.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT', help='extra clean-image folders for test images')
     r.add_argument('--real', default=None, help='root of real paired sets (default ../shared/data when present)')
+    r.add_argument('--launch', default=None, metavar='CMD',
+                   help="run every training job under CMD, e.g. 'accelerate launch --config_file configs/accelerate/multi_gpu.yaml'")
     r.set_defaults(func=_cmd_reproduce)
     d = sub.add_parser('data', help='data utilities')
     dsub = d.add_subparsers(dest='data_cmd', required=True)

@@ -220,9 +220,11 @@ def reproduce(preset: str = 'default',       # settings.ini section
               test_clean: list[str] | None = None,  # extra clean-image roots for test images
               real: str | None = None,         # root of real paired sets (default ../shared/data when present)
               all_notebooks: bool = False,     # include FULL_ONLY notebooks
+              launch: str | None = None,       # launch command for every training job, e.g. 'accelerate launch --config_file ...'
               log=print) -> dict:
     "Run the analysis notebooks for `preset` and write results.json and report.md."
     cfg = load_preset(preset, overrides)
+    if launch: os.environ['DTIR_LAUNCH'] = launch   # read by dtir.launch.run_job in the notebooks' kernels (they inherit it)
     out = Path(out or repo_root() / 'outputs' / preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
     shared = default_shared_data()

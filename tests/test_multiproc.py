@@ -122,3 +122,21 @@ def test_two_processes_equal_one(runs, name):
     diff = {k: float((one[k] - two[k]).abs().max()) for k in one}
     bad = {k: v for k, v in diff.items() if v > 1e-5}
     assert not bad, f"2 processes differ from 1 (max |diff| {max(diff.values()):.2e}) in {len(bad)} tensors, e.g. {dict(list(bad.items())[:4])}"
+
+
+def test_run_job_under_a_launcher(tmp_path, monkeypatch):
+    "`dtir.launch.run_job` with DTIR_LAUNCH (what `dtir reproduce --launch` sets): 2 processes train the job, same weights as 1."
+    why = _can_spawn()
+    if why: pytest.skip(f'cannot run 2 training processes: {why}')
+    from dtir.config import load_preset
+    from dtir.launch import run_job
+    cfg = load_preset('smoke', ['pretrain_steps=4', 'device=cpu', 'log_every=1'])
+    for k, v in _env().items(): monkeypatch.setenv(k, v)
+    monkeypatch.delenv('DTIR_LAUNCH', raising=False)
+    one = run_job('pretrain', cfg, out=tmp_path / 'one', progress=False)
+    monkeypatch.setenv('DTIR_LAUNCH', f'{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2')
+    two = run_job('pretrain', cfg, out=tmp_path / 'two', progress=False)
+    assert json.loads((tmp_path / 'two' / 'launch.json').read_text())['job'] == 'pretrain'
+    a, b = load_file(str(one / 'model.safetensors')), load_file(str(two / 'model.safetensors'))
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert diff < 1e-5, f'launched 2-process pretraining differs from 1 process by {diff:.2e}'
