@@ -6,7 +6,6 @@ Docs: https://dtir.github.io/dtir/estimator.html.md"""
 
 # %% ../nbs/22a_estimator.ipynb #0db84b8b
 from __future__ import annotations
-import json
 from dataclasses import replace
 from pathlib import Path
 import torch

@@ -7,7 +7,6 @@ Docs: https://dtir.github.io/dtir/unify.html.md"""
 # %% ../nbs/22_unify.ipynb #37593aa8
 from __future__ import annotations
 import json, os, shutil
-from dataclasses import replace
 from pathlib import Path
 import torch
 from .config import Preset, TASKS

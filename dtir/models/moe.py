@@ -8,7 +8,6 @@ Docs: https://dtir.github.io/dtir/models_moe.html.md"""
 from __future__ import annotations
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 # %% auto #0
