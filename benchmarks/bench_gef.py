@@ -9,15 +9,11 @@ import argparse, statistics, time, sys
 import torch
 
 def measure(preset, reps, batch, patch, device):
-    from dtir.config import load_preset
-    from dtir.models.core import build_model, count_params
-    from dtir.diffusion import schedule_for, rec_loss, pretrain_loss
+    from dtir.models.core import count_params
+    from dtir.diffusion import rec_loss, pretrain_loss
     from dtir.gef import gen_param_selection, layer_decay_weights, reg_apply_, gef_backward, snapshot_params
-    ov = [f'device={device}'] + ([f'batch={batch}'] if batch else []) + ([f'patch={patch}'] if patch else [])
-    cfg = load_preset(preset, ov)
-    torch.manual_seed(0)
-    net = build_model(cfg, time=True).to(device)
-    sch = schedule_for(cfg)
+    from _common import preset_model
+    cfg, net, sch = preset_model(preset, batch, patch, device)
     theta0 = snapshot_params(net)
     omega = {k: torch.rand_like(v) * 1e-3 for k, v in theta0.items()}
     with torch.no_grad():

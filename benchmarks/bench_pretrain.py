@@ -8,14 +8,10 @@ import argparse, json, os, resource, subprocess, sys, time
 
 def worker(preset, steps, batch, patch, device):
     import torch
-    from dtir.config import load_preset
-    from dtir.models.core import build_model, count_params
-    from dtir.diffusion import schedule_for, pretrain_loss
-    ov = [f'device={device}'] + ([f'batch={batch}'] if batch else []) + ([f'patch={patch}'] if patch else [])
-    cfg = load_preset(preset, ov)
-    torch.manual_seed(0)
-    net = build_model(cfg, time=True).to(device)
-    sch = schedule_for(cfg)
+    from dtir.models.core import count_params
+    from dtir.diffusion import pretrain_loss
+    from _common import preset_model
+    cfg, net, sch = preset_model(preset, batch, patch, device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas)
     x = torch.rand(cfg.batch, 3, cfg.patch, cfg.patch, device=device)
     g = torch.Generator(device='cpu').manual_seed(0)
