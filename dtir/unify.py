@@ -134,12 +134,15 @@ def router_table(model: str | Path, cfg: Preset, t_stars: dict[str, int], data: 
 
 # %% ../nbs/22_unify.ipynb #0ba4da86
 def evaluate_unified(model: str | Path, cfg: Preset, task: str, prompt: str = 'oracle', estimator=None,
-                     roots=(), severity: str = 'id', lpips: bool = True, net_meta=None) -> dict:
+                     roots=(), severity: str = 'id', lpips: bool = True,
+                     net_meta=None,   # `load_model(model)` already done, to score several tasks with one load
+                     pairs=None,      # `eval_set(cfg, task, severity, roots)` already built, to score several rows on it
+                    ) -> dict:
     "Score a unified model on `task` with the true prompt (`oracle`) or the estimator's (`blind`)."
     from dtir.metrics import score
     from dtir.finetune import model_prompt
     net, meta = net_meta or load_model(model)
-    y, x, names = eval_set(cfg, task, severity, roots)
+    y, x, names = pairs or eval_set(cfg, task, severity, roots)
     if not meta['model'].get('time'): t = None
     elif prompt == 'oracle': t = torch.full((len(y),), model_prompt(meta, task), dtype=torch.long)
     elif prompt == 'blind':
