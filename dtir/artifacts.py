@@ -14,9 +14,9 @@ from .runner import progress
 from .launch import run_job
 
 # %% auto #0
-__all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'REAL_SETS',
-           'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model', 'unified',
-           'unify_steps', 'unify_model', 'estimator_model', 'real_image_cap']
+__all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS',
+           'REAL_SETS', 'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model',
+           'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
 PRETRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'arch', 'width', 'enc_blocks', 'middle_blocks', 'dec_blocks',
@@ -150,6 +150,33 @@ def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data
         if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(set(t_stars.values()))} classes) -> {run.name}')
         run_job('train_estimator', cfg, dict(t_stars), out=run, data=data, seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
     return run / 'model'
+
+# %% ../nbs/16_artifacts.ipynb #ba7e93b2
+DIFFUIR_ROWS = ('diffuir', 'diffuir_t')
+
+def diffuir_model(cfg: Preset, root: str | Path, tasks: str | list[str], data: str = 'builtin', seed: int | None = None,
+                  steps: int | None = None, width: int | None = None, log=progress) -> Path:
+    "A DiffUIR `model/` folder on one task or several (unified, no prompt) at `width`, trained once."
+    seed = cfg.seeds[0] if seed is None else seed
+    steps = steps or cfg.finetune_steps
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    c = replace(cfg, width=width or cfg.width)
+    run = Path(root) / f"diffuir-{tasks[0] if len(tasks) == 1 else 'unified'}-{key_of(c, PRETRAIN_KEYS[:-1], data=data, tasks=tasks, seed=seed, steps=steps, kind='diffuir')}"
+    if not _done(run):
+        if log: log(f'diffuir {"+".join(tasks)} (width {c.width}, seed {seed}, {steps} steps) -> {run.name}')
+        run_job('train_diffuir', cfg, tasks if len(tasks) > 1 else tasks[0], out=run, data=data, steps=steps, width=c.width,
+                seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
+    return run / 'model'
+
+def diffuir_row(cfg: Preset, root: str | Path, row: str, tasks: str | list[str], n_compared: int, data: str = 'builtin',
+                seed: int | None = None, steps: int | None = None, log=progress) -> tuple[Path, dict]:
+    "(model folder, sizes) of row `diffuir` (sized to `n_compared` parameters) or `diffuir_t` (sized to DiffUIR-T)."
+    from dtir.diffuir import diffuir_width, diffuir_params, DIFFUIR_T_PARAMS
+    if row not in DIFFUIR_ROWS: raise KeyError(f"unknown DiffUIR row '{row}'; rows: {', '.join(DIFFUIR_ROWS)}")
+    target = n_compared if row == 'diffuir' else DIFFUIR_T_PARAMS
+    w = diffuir_width(cfg, target)
+    m = diffuir_model(cfg, root, tasks, data, seed, steps, w, log)
+    return m, dict(width=w, params=diffuir_params(cfg, w), target=int(target), compared=int(n_compared))
 
 # %% ../nbs/16_artifacts.ipynb #6cec1b97
 REAL_SETS = {

@@ -13,8 +13,8 @@ from .config import Preset
 from .train import Trainer, RunSpec, step_generator
 
 # %% auto #0
-__all__ = ['DIFFUIR_T_WIDTH', 'DiffUIRSchedule', 'diffuir_loss', 'diffuir_step_fn', 'train_diffuir', 'diffuir_sample',
-           'diffuir_predict']
+__all__ = ['DIFFUIR_STEPS', 'DIFFUIR_START_NOISE', 'DIFFUIR_T_PARAMS', 'DiffUIRSchedule', 'diffuir_loss', 'diffuir_step_fn',
+           'train_diffuir', 'diffuir_sample', 'diffuir_predict', 'model_predict', 'diffuir_params', 'diffuir_width']
 
 # %% ../nbs/24_diffuir.ipynb #0b1f77d3
 class DiffUIRSchedule:
@@ -62,7 +62,7 @@ def train_diffuir(cfg: Preset,
                   out: str | Path,
                   data: str = 'builtin',
                   steps: int | None = None,     # default cfg.finetune_steps
-                  width: int | None = None,     # backbone width (default cfg.width; DiffUIR-T: see DIFFUIR_T_WIDTH)
+                  width: int | None = None,     # backbone width (default cfg.width; see diffuir_width)
                   seed: int | None = None,
                   resume: bool = False,
                   progress: bool = False) -> Path:
@@ -110,4 +110,37 @@ def diffuir_predict(net, y: Tensor, steps: int = 3, start_noise: float = 1.0, se
     return torch.cat(out)
 
 # %% ../nbs/24_diffuir.ipynb #26385c46
-DIFFUIR_T_WIDTH = 20   # default-preset U-Net at this width with 6 input channels: 0.84 M parameters (DiffUIR-T: 0.89 M)
+DIFFUIR_STEPS = 3
+DIFFUIR_START_NOISE = 1.0
+
+def model_predict(net, meta: dict, y: Tensor, t=None, bs: int = 8, steps: int | None = None,
+                  start_noise: float | None = None, seed: int = 0) -> Tensor:
+    "Restore `y` with a trained model: DiffUIR sampling when `meta['diffuir']`, else `dtir.batches.predict(net, y, t)`."
+    from dtir.batches import predict
+    if not meta.get('diffuir'): return predict(net, y, t, bs=bs)
+    # DiffUIR conditions on the image alone: a prompt `t` is ignored
+    return diffuir_predict(net, y, DIFFUIR_STEPS if steps is None else steps,
+                           DIFFUIR_START_NOISE if start_noise is None else start_noise, seed=seed, bs=bs)
+
+# %% ../nbs/24_diffuir.ipynb #d0e8c91d
+DIFFUIR_T_PARAMS = 890_000   # DiffUIR-T (DESIGN.md 6: sizes T/S/B/L 0.89 / 3.27 / 12.4 / 36.3 M)
+
+def diffuir_params(cfg: Preset, width: int | None = None, in_ch: int = 6) -> int:
+    "Parameters of the preset's backbone at `width` with `in_ch` input channels (built on the meta device)."
+    from dataclasses import replace
+    from dtir.models.core import build_model, count_params
+    with torch.device('meta'): return count_params(build_model(replace(cfg, width=width or cfg.width), in_ch=in_ch))
+
+def diffuir_width(cfg: Preset, n_params: int, in_ch: int = 6, tol: float = 0.1) -> int:
+    "The width whose backbone (`in_ch` inputs) is closest to `n_params` parameters; an error when none is within `tol`."
+    if n_params <= 0: raise ValueError(f"n_params must be > 0, got {n_params}")
+    best, w = None, 1
+    while True:
+        n = diffuir_params(cfg, w, in_ch)
+        if best is None or abs(n - n_params) < abs(best[1] - n_params): best = (w, n)
+        if n > n_params: break
+        w += 1
+    if abs(best[1] / n_params - 1) > tol:
+        raise ValueError(f"no width of preset '{cfg.name}' gives {n_params} parameters within {100 * tol:.0f} % "
+                         f"(closest: width {best[0]}, {best[1]})")
+    return best[0]

@@ -144,12 +144,13 @@ def model_prompt(meta: dict, task: str | None = None) -> int | None:
 
 def evaluate(ckpt: str | Path, cfg: Preset, task: str, severity: str = 'id', roots=(), lpips: bool = True,
              t: int | None = None) -> dict:
-    "Score a checkpoint on the fixed evaluation set of `task` at `severity`."
+    "Score a checkpoint (ours, plain or DiffUIR) on the fixed evaluation set of `task` at `severity`."
     from dtir.metrics import score
     net, meta = load_model(ckpt)
     y, x, names = eval_set(cfg, task, severity, roots)
     tp = t if t is not None else model_prompt(meta, task)
-    xh = predict(net, y, tp)
+    from dtir.diffuir import model_predict   # our models restore in one pass, DiffUIR models sample
+    xh = model_predict(net, meta, y, tp)
     s = score(xh, x, lpips=lpips)
     s.update(task=task, severity=severity, t=tp, images=names, checkpoint=str(ckpt))
     return s

@@ -95,7 +95,9 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ('real', 'analyses/07_real.ipynb'),
     ('setting_b', 'analyses/08_setting_b.ipynb'),
 ]
-FULL_ONLY: list[tuple[str, str]] = []
+FULL_ONLY: list[tuple[str, str]] = [
+    ('compound', 'analyses/09_compound.ipynb'),
+]
 
 def nbs_dir() -> Path:
     "The repository's `nbs/` folder (the runner executes notebooks from the source tree)."

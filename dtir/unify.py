@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from .config import Preset, TASKS
 from .train import Trainer, RunSpec
-from .batches import task_batches, eval_set, predict
+from .batches import task_batches, eval_set
 from .checkpoint import load_checkpoint, load_weights
 from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
 from .finetune import importance_for, gef_step_fn, check_t_star
@@ -143,13 +143,14 @@ def evaluate_unified(model: str | Path, cfg: Preset, task: str, prompt: str = 'o
     from dtir.finetune import model_prompt
     net, meta = net_meta or load_model(model)
     y, x, names = pairs or eval_set(cfg, task, severity, roots)
-    if not meta['model'].get('time'): t = None
+    if not meta['model'].get('time') or meta.get('diffuir'): t = None   # plain and DiffUIR models take no prompt
     elif prompt == 'oracle': t = torch.full((len(y),), model_prompt(meta, task), dtype=torch.long)
     elif prompt == 'blind':
         if estimator is None: raise ValueError("prompt='blind' needs the estimator (dtir.estimator.load_estimator)")
         t = estimator.predict(y)
     else: raise ValueError(f"prompt must be 'oracle' or 'blind', got {prompt!r}")
-    s = score(predict(net, y, t), x, lpips=lpips)
+    from dtir.diffuir import model_predict
+    s = score(model_predict(net, meta, y, t), x, lpips=lpips)
     s.update(task=task, severity=severity, prompt=prompt, images=names,
              t=None if t is None else t.tolist())
     return s
