@@ -287,6 +287,9 @@ def restore_files(ckpt,                        # trained model folder (`load_mod
     if output.resolve() == (inputs if inputs.is_dir() else inputs.parent).resolve():
         raise ValueError(f"output (--output) {output} is the input folder: the results would replace the originals; choose another folder")
     net, meta = load_model(ckpt, dev)
+    if meta.get('diffuir'):
+        raise ValueError(f"ckpt (--ckpt) {ckpt} is a DiffUIR baseline model: it restores by sampling on whole images "
+                         f"(dtir.diffuir.model_predict), which dtir restore's tiling does not do")
     prompt = _prompt(t, meta, ckpt)
     output.mkdir(parents=True, exist_ok=True)
     res = dict(ok=[], failed=[], skipped=[])

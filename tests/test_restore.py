@@ -118,6 +118,15 @@ def test_missing_paths(model, inputs, tmp_path):
     with pytest.raises(FileNotFoundError, match='--input'): restore('--ckpt', model, '--input', tmp_path / 'nope', '--output', tmp_path / 'o')
 
 
+def test_diffuir_model_refused(inputs, tmp_path):
+    "A DiffUIR baseline checkpoint (6-channel input, restores by sampling) gets a clear error, not a shape error."
+    cfg = load_preset('smoke')
+    net, spec = new_model(cfg, time=True, in_ch=6)
+    ck = save_checkpoint(tmp_path / 'dfu' / 'model', state_dict_cpu(net), dict(model=spec, preset=preset_dict(cfg), t_star=None, diffuir=True))
+    with pytest.raises(ValueError, match='DiffUIR'): restore('--ckpt', ck, '--input', inputs, '--output', tmp_path / 'o')
+    assert not (tmp_path / 'o').exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is available here')
 def test_cuda_unavailable(model, inputs, tmp_path):
     with pytest.raises(ValueError, match='CUDA is not available'):
