@@ -15,8 +15,8 @@ from torch import Tensor
 import kornia
 
 # %% auto #0
-__all__ = ['RANGE_TOL', 'SSIM_WINDOW', 'check_image', 'rgb_to_y', 'psnr', 'ssim', 'LPIPS', 'get_lpips', 'protocol', 'score',
-           'fmt']
+__all__ = ['RANGE_TOL', 'SSIM_WINDOW', 'DERAIN_TASKS', 'check_image', 'rgb_to_y', 'psnr', 'ssim', 'LPIPS', 'get_lpips',
+           'protocol', 'score', 'fmt', 'metric_header']
 
 # %% ../nbs/02_metrics.ipynb #0d320efc
 RANGE_TOL = 1e-5  # values in [-RANGE_TOL, 1 + RANGE_TOL] are clamped to [0, 1]; beyond that is an error
@@ -188,3 +188,13 @@ def fmt(v,              # a metric value, None, or 'unavailable'
     if math.isnan(v): return 'nan'
     if math.isinf(v): return 'inf' if v > 0 else '-inf'
     return f"{v:.{digits}f}"
+
+# %% ../nbs/02_metrics.ipynb #d867e476
+DERAIN_TASKS = ('rain', 'raindrop')   # tasks whose tables show Y (BT.601) beside RGB, as the deraining literature reports them
+
+def metric_header(metric: str,            # 'PSNR', 'SSIM', ...
+                  y_channel: bool = False, # the BT.601 luma instead of RGB
+                  crop_border: int = 0,
+                 ) -> str:
+    "A column header that states the protocol, e.g. 'PSNR (RGB, crop 0, no ensemble)'."
+    return f"{metric} ({'Y' if y_channel else 'RGB'}, crop {crop_border}, no ensemble)"

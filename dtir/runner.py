@@ -11,9 +11,10 @@ from pathlib import Path
 from .config import load_preset, preset_hash, preset_dict, repo_root, Preset
 
 # %% auto #0
-__all__ = ['NOTEBOOKS', 'FULL_ONLY', 'PROGRESS_MARK', 'Analysis', 'atomic_write', 'md_table', 'nbs_dir', 'run_key', 'git_commit',
-           'NotebookFailed', 'progress', 'run_notebook', 'assemble', 'reproduce', 'reference_wall_s',
-           'default_shared_data']
+__all__ = ['NOTEBOOKS', 'FULL_ONLY', 'PROGRESS_MARK', 'MAIN_SETS', 'CLEAN_SETS', 'DEFAULT_CONVENTION', 'RESULTS_KEYS', 'Analysis',
+           'atomic_write', 'md_table', 'nbs_dir', 'run_key', 'git_commit', 'NotebookFailed', 'progress', 'run_notebook',
+           'assemble', 'data_md', 'md_tables', 'write_tables', 'render_html', 'undocumented_keys', 'reproduce',
+           'reference_wall_s', 'data_sets', 'data_status_lines', 'real_root', 'default_shared_data']
 
 # %% ../nbs/03_runner.ipynb #60ac5b98
 class Analysis:
@@ -116,7 +117,8 @@ def _declared_params(nb: Path) -> set[str]:
 
 def run_key(cfg: Preset, nb: Path, params: dict) -> str:
     "Cache key of one notebook run."
-    return preset_hash(cfg, nb=_sha(nb), params=json.dumps(params, sort_keys=True, default=str))
+    from dtir.config import source_hash   # a change to the library re-runs the notebooks it may change
+    return preset_hash(cfg, nb=_sha(nb), params=json.dumps(params, sort_keys=True, default=str), src=source_hash())
 
 def git_commit() -> str:
     "The repository's HEAD commit, or 'unknown'."
@@ -185,32 +187,164 @@ def _merge(dst: dict, src: dict, where: str):
         elif k in dst: raise ValueError(f"results key '{where}.{k}' written by two notebooks")
         else: dst[k] = v
 
-def assemble(out: Path, records: list[dict], preset: str, cfg: Preset, wall_total: float) -> dict:
-    "Write `results.json`, `report.md` and `report.html` from the notebooks' records."
+def assemble(out: Path, records: list[dict], preset: str, cfg: Preset, wall_total: float,
+             data_sets: list[dict] | None = None,  # `dtir.data.registry.data_status` rows: the report opens with them
+             splits: dict | None = None,           # `dtir.batches.splits`: the pixels of the train, validation and test splits
+            ) -> dict:
+    "Write `results.json`, `report.md`, `report.html` and `tables/*.csv` from the notebooks' records."
     results: dict = {}
     for r in records: _merge(results, r['results'], r['name'])
     results['meta'] = dict(preset=preset, seeds=list(cfg.seeds), git_commit=git_commit(), device=_device(),
                            python=platform.python_version(), wall_total_s=round(wall_total, 1),
                            wall_s={r['name']: r.get('wall_s') for r in records},
                            cached=[r['name'] for r in records if r.get('cached')],
-                           preset_values=preset_dict(cfg))
+                           preset_values=preset_dict(cfg), data=data_sets or [], splits=splits or {})
     atomic_write(out / 'results.json', json.dumps(results, indent=1, default=_jsonable))
-    head = [f'# dtir report: preset `{preset}`', '',
+    head = [f'# dtir report: preset `{preset}`', ''] + ([data_md(data_sets), ''] if data_sets is not None else []) + [
             f'git `{results["meta"]["git_commit"][:10]}` · {results["meta"]["device"]} · seeds {list(cfg.seeds)} · '
             f'total wall time {wall_total/60:.1f} min', '',
             md_table([dict(notebook=r['name'], wall_min=(r.get('wall_s') or 0) / 60, cached='yes' if r.get('cached') else 'no')
                       for r in records], ['notebook', 'wall_min', 'cached']), '']
-    body = [(out / 'reports' / f"{r['name']}.md").read_text() for r in records if (out / 'reports' / f"{r['name']}.md").exists()]
+    frags = [(r['name'], (out / 'reports' / f"{r['name']}.md").read_text()) for r in records if (out / 'reports' / f"{r['name']}.md").exists()]
+    body = [t for _, t in frags]
     text = '\n'.join(head + body)
     atomic_write(out / 'report.md', text)
-    try:
-        import markdown
-        html = markdown.markdown(text, extensions=['tables'])
-        atomic_write(out / 'report.html', f'<!doctype html><meta charset="utf-8"><title>dtir {preset}</title>'
-                      f'<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse}}'
-                      f'td,th{{border:1px solid #ccc;padding:2px 6px}}img{{max-width:100%}}</style>\n{html}')
-    except ImportError: pass
+    write_tables(out, frags)
+    atomic_write(out / 'report.html', render_html(text, out, f'dtir {preset}'))
     return results
+
+# %% ../nbs/03_runner.ipynb #99580889
+MAIN_SETS = ('rain100l', 'lol_v1_eval15', 'cbsd68', 'kodak24', 'mcmaster18')   # the registry sets the main job looks for
+CLEAN_SETS = ('cbsd68', 'kodak24', 'mcmaster18')                                # their target/ folders join the test images
+
+def data_md(rows: list[dict]) -> str:
+    "The report's data block: each set found where, or missing with the one command that fetches it."
+    miss = [r['name'] for r in rows if not r['found']]
+    head = (f"**Data sets**: {len(rows) - len(miss)} of {len(rows)} found" + (f"; missing: {', '.join(miss)} (their tables are "
+            "left out)" if miss else '') + ". Looked up in `--real` or `$DTIR_DATA`, then `data/`, then `../shared/data`.")
+    def line(r):
+        if not r['found']: return f"- **missing** `{r['name']}`: " + (f"`{r['fetch']}`" if r['fetch'].startswith('dtir ') else r['fetch'])
+        cnt = f", {r['n_present']} of {r['n_files']} files" if 'n_present' in r else ''
+        return f"- found `{r['name']}` in {r['where']} (`{r['path']}`{cnt})"
+    return head + '\n\n' + '\n'.join(line(r) for r in rows)
+
+def md_tables(text: str) -> list[tuple[str, list[list[str]]]]:
+    "Every markdown table in `text` as (the heading above it, rows of cell strings; the first row is the header)."
+    out, heading, lines = [], '', text.splitlines()
+    i = 0
+    while i < len(lines):
+        l = lines[i].strip()
+        if l.startswith('#'): heading = l.lstrip('#').strip()
+        if l.startswith('|') and i + 1 < len(lines) and set(lines[i + 1].strip()) <= set('|-: ') and '-' in lines[i + 1]:
+            rows = []
+            while i < len(lines) and lines[i].strip().startswith('|'):
+                if not (set(lines[i].strip()) <= set('|-: ')): rows.append([c.strip().strip('`') for c in lines[i].strip().strip('|').split('|')])
+                i += 1
+            out.append((heading, rows))
+            continue
+        i += 1
+    return out
+
+def _slug(s: str) -> str:
+    import re
+    return re.sub(r'[^a-z0-9]+', '_', s.lower()).strip('_')[:40] or 'table'
+
+def write_tables(out: Path, fragments: list[tuple[str, str]]) -> list[Path]:
+    "Write every table of each notebook's report fragment as `tables/<notebook>_<k>_<heading>.csv` (old CSVs removed)."
+    import csv, io
+    d = out / 'tables'
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob('*.csv'): f.unlink()
+    paths = []
+    for name, text in fragments:
+        for k, (heading, rows) in enumerate(md_tables(text), 1):
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator='\n').writerows(rows)
+            p = d / f'{name}_{k:02d}_{_slug(heading)}.csv'
+            atomic_write(p, buf.getvalue())
+            paths.append(p)
+    return paths
+
+# %% ../nbs/03_runner.ipynb #4ae5522a
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:0 12px;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:8px 0 4px;font-size:13px}td,th{border:1px solid #ccc;padding:2px 7px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#eef2f5}caption{caption-side:top;text-align:left;font-size:12px;color:#555;padding:2px 0}
+table.ours{border-left:4px solid #2b7a4b}table.paper{border-left:4px solid #9a9a9a;background:#f6f6f6;color:#555;font-style:italic}
+table.paper th{background:#e6e6e6}tr.input td{color:#777}img{max-width:100%;display:block;margin:6px 0}
+.broken{background:#fdd;border:1px solid #c00;padding:6px}code{background:#f2f2f2;padding:0 3px}"""
+
+_JS = """<script>window.addEventListener('load',function(){var im=Array.prototype.slice.call(document.images);
+var bad=im.filter(function(i){return !(i.complete&&i.naturalWidth>0);});
+document.body.setAttribute('data-images',im.length);document.body.setAttribute('data-broken-images',bad.length);
+if(bad.length){var p=document.createElement('p');p.className='broken';p.textContent=bad.length+' figure(s) failed to load: '+
+bad.map(function(i){return i.getAttribute('alt')||'?';}).join(', ');document.body.insertBefore(p,document.body.firstChild);}});</script>"""
+
+DEFAULT_CONVENTION = 'RGB, crop 0, no ensemble'   # what an unlabelled PSNR/SSIM column is (dtir.metrics.score defaults)
+
+def _style_table(m) -> str:
+    import re
+    t = m.group(0)
+    ths = [re.sub('<[^>]+>', '', h) for h in re.findall(r'<th[^>]*>(.*?)</th>', t, flags=re.S)]
+    paper = bool(ths) and ths[0].strip().lower().startswith('paper')
+    cap = ('Published numbers, copied from the paper (not measured here)' if paper else 'Measured in this run')
+    heads = ' '.join(ths)
+    if re.search(r'\b(PSNR|SSIM)\b', heads) and not re.search(r'\bRGB\b|\bY\b', heads):
+        cap += f'; PSNR/SSIM columns: {DEFAULT_CONVENTION}'
+    t = re.sub(r'<tr>\s*<td>input</td>', '<tr class="input"><td>input</td>', t)
+    return t.replace('<table>', f'<table class="{"paper" if paper else "ours"}"><caption>{cap}</caption>', 1)
+
+def render_html(text: str, out: Path, title: str) -> str:
+    "One self-contained page: markdown tables as HTML tables (ours and the paper's styled apart), figures embedded as data URIs."
+    import base64, re, markdown
+    body = markdown.markdown(text, extensions=['tables'])
+    def embed(m):
+        src = m.group(1)
+        p = out / src
+        if src.startswith(('data:', 'http:', 'https:')) or not p.is_file(): return m.group(0)
+        mime = {'.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.svg': 'image/svg+xml'}.get(p.suffix.lower(), 'application/octet-stream')
+        return f'src="data:{mime};base64,{base64.b64encode(p.read_bytes()).decode()}"'
+    body = re.sub(r'src="([^"]+)"', embed, body)
+    body = re.sub(r'<table>.*?</table>', _style_table, body, flags=re.S)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>\n<style>{_CSS}</style></head>\n'
+            f'<body>\n{body}\n{_JS}\n</body></html>\n')
+
+# %% ../nbs/03_runner.ipynb #a9453e84
+RESULTS_KEYS: dict[str, str] = {
+    'meta': 'the run: preset, seeds, git_commit, device, python, wall_total_s, wall_s {notebook: s}, cached [notebook], '
+            'preset_values {key: value}, data [{name, task, found, where, path, n_files, n_present, fetch}], '
+            'splits {train, val, test, val_size, crop}: the pixels of each split (image@row,col names)',
+    'difficulty': 'data: {task: {id|ood: {psnr, ssim}}}, the degraded test images against their clean ones',
+    'eval_images': 'data: the evaluation images (names, sources, size)',
+    'pretrain': 'timestep: the pre-trained model (folder, denoising PSNR per t)',
+    'timestep': 'timestep: {task: {t_star, curve}}, PSNR(t) per task and the matched t*',
+    'timestep_meta': 'timestep: Spearman against the authors\' ordering, matching settings',
+    'noise': 'noise: {vp|ve|cosine: ...}, matched t* against the Gaussian sigma per schedule',
+    'noise_meta': 'noise: settings of that study',
+    'layer': 'layer: {shallow|deep|all|none: {id|ood: {psnr, ssim, lpips}}}',
+    'layer_meta': 'layer: settings',
+    'mix': "mix: {'<p_mix>': {id|ood: {psnr, ssim, lpips}}}, keys are p_mix as strings ('0.1')",
+    'mix_meta': 'mix: settings',
+    'tsne': 'tsne: {plain|ours: {silhouette, ...}}',
+    'tsne_meta': 'tsne: settings',
+    'setting_a': 'setting_a: {dehaze|derain|desnow|lowlight: {row: {id|ood: {psnr, ssim, lpips[, psnr_y, ssim_y]}}, selection: '
+                 '{full|plain: {choice, val_psnr, n_runs, trials}, rule, grid, steps, seed}, frac_at_theta0: {row: [per seed]}}} '
+                 '(RGB, crop 0; *_y on BT.601 Y for derain)',
+    'setting_a_meta': 'setting_a: models, seeds, the paper\'s numbers, headline (ood gain of full over the better plain row)',
+    'real': 'real: {set: {row: {psnr, ssim, n[, psnr_y, ssim_y]}}}, psnr/ssim RGB crop 0, *_y on the BT.601 Y channel',
+    'real_meta': 'real: models, image counts, the root the sets were read from (or why skipped)',
+    'setting_b': 'setting_b: {row: {task|avg: {psnr, ssim, lpips}}} (RGB, crop 0)',
+    'setting_b_y': 'setting_b: {row: {task: {psnr_y, ssim_y}}} for the derain tasks (rain, raindrop; all tasks with --y-channel)',
+    'setting_b_estimator': 'setting_b: {accuracy {task: share}, overall, classes, matrix}',
+    'setting_b_router': 'setting_b: MoE router weights per task',
+    'setting_b_meta': 'setting_b: t*, stages, steps, models, the paper\'s numbers, real-set meta, summary',
+    'real_unified': 'setting_b: {set: {input|plain|blind|diffuir: {psnr, ssim[, psnr_y, ssim_y]}}}',
+    'compound': 'compound (--all): {combo|avg: {row: {psnr, ssim, lpips[, psnr_y, ssim_y]}}}',
+    'compound_meta': 'compound: combinations, weights, the fidelity curve',
+}
+
+def undocumented_keys(results: dict) -> list[str]:
+    "Top-level keys of a results.json that `RESULTS_KEYS` does not document."
+    return sorted(set(results) - set(RESULTS_KEYS))
 
 # %% ../nbs/03_runner.ipynb #be38e5dd
 def reproduce(preset: str = 'default',       # settings.ini section
@@ -223,18 +357,25 @@ def reproduce(preset: str = 'default',       # settings.ini section
               real: str | None = None,         # root of real paired sets (default ../shared/data when present)
               all_notebooks: bool = False,     # include FULL_ONLY notebooks
               launch: str | None = None,       # launch command for every training job, e.g. 'accelerate launch --config_file ...'
+              y_channel: bool = False,         # also Y-channel columns in the non-derain tables (derain tables always show both)
+              track: str | None = None,        # an Accelerate tracker for every training run (sets $DTIR_TRACKING), e.g. 'tensorboard'
               log=print) -> dict:
     "Run the analysis notebooks for `preset` and write results.json and report.md."
     cfg = load_preset(preset, overrides)
     if launch: os.environ['DTIR_LAUNCH'] = launch   # read by dtir.launch.run_job in the notebooks' kernels (they inherit it)
+    if track:
+        from dtir.train import tracking_backend
+        os.environ['DTIR_TRACKING'] = track       # read by dtir.train.Trainer in every kernel and launched job
+        tracking_backend()                        # an unknown or missing tracker is an error now, not after the first notebook
     out = Path(out or repo_root() / 'outputs' / preset).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    shared = default_shared_data()
-    if test_clean is None: test_clean = [str(shared / s / 'target') for s in ('cbsd68', 'kodak24', 'mcmaster18')
-                                         if shared and (shared / s / 'target').exists()]
-    if real is None and shared: real = str(shared)
+    if real is not None and not Path(real).is_dir(): raise FileNotFoundError(f"--real: folder not found: {real}")
+    sets = data_sets(real)
+    for l in data_status_lines(sets): log(l)
+    if test_clean is None: test_clean = [str(Path(r['path']) / 'target') for r in sets if r['name'] in CLEAN_SETS and r['found']]
+    real = real_root(sets, out) if real is None else real
     params = dict(preset=preset, overrides=list(overrides or []), out_dir=str(out), data=data,
-                  test_clean=list(test_clean), real=real)
+                  test_clean=list(test_clean), real=real, y_channel=bool(y_channel))
     nbs = NOTEBOOKS + (FULL_ONLY if all_notebooks else [])
     if only:
         unknown = set(only) - {n for n, _ in nbs}
@@ -256,7 +397,8 @@ def reproduce(preset: str = 'default',       # settings.ini section
         for name, _ in NOTEBOOKS + FULL_ONLY:
             p = out / 'results' / f'{name}.json'
             if name not in have and p.exists(): records.append(json.loads(p.read_text()))
-    res = assemble(out, records, preset, cfg, time.time() - t0)
+    from dtir.batches import splits
+    res = assemble(out, records, preset, cfg, time.time() - t0, data_sets=sets, splits=splits(cfg, data, test_clean))
     log(f'wrote {out/"results.json"}, {out/"report.md"} in {(time.time()-t0)/60:.1f} min')
     return res
 
@@ -265,6 +407,35 @@ def reference_wall_s(preset: str) -> dict:
     f = nbs_dir() / 'analyses' / 'timings.json'
     try: return json.loads(f.read_text()).get(preset, {})
     except (FileNotFoundError, json.JSONDecodeError): return {}
+
+def data_sets(real: str | None = None) -> list[dict]:
+    "Where each set of `MAIN_SETS` is: looked up in `real` (or $DTIR_DATA), then `data/`, then `../shared/data`."
+    from dtir.data.registry import data_status
+    rows = data_status(list(MAIN_SETS), data=real)
+    for r in rows: r['where'] = '--real' if r['where'] == '--data' else r['where']   # reproduce's name for that root
+    return rows
+
+def data_status_lines(sets: list[dict]) -> list[str]:
+    "What `dtir reproduce` prints first: the sets found where, the missing ones with the command that fetches each."
+    from dtir.data.registry import status_lines
+    miss = [r['name'] for r in sets if not r['found']]
+    return [f"data: {len(sets) - len(miss)} of {len(sets)} sets found" + (f"; without {', '.join(miss)} their tables are left out" if miss else '')] + \
+           ['  ' + l for l in status_lines(sets)]
+
+def real_root(sets: list[dict], out: Path) -> str | None:
+    "One folder holding every real paired set found: their common parent, or `out/real-sets/` with a link to each."
+    from dtir.artifacts import REAL_SETS
+    found = [r for r in sets if r['name'] in REAL_SETS and r['found']]
+    if not found: return None
+    parents = {str(Path(r['path']).parent) for r in found}
+    if len(parents) == 1: return parents.pop()
+    view = out / 'real-sets'
+    view.mkdir(parents=True, exist_ok=True)
+    for r in found:
+        link = view / r['name']
+        if link.is_symlink() or link.exists(): link.unlink()
+        link.symlink_to(Path(r['path']).resolve(), target_is_directory=True)
+    return str(view)
 
 def default_shared_data() -> Path | None:
     "The real data folder: $DTIR_SHARED_DATA, else `../shared/data` beside the repository, else None."

@@ -1,11 +1,57 @@
 """Check that a `dtir reproduce` output folder has every results key the report promises and every figure it links.
 
-Usage: python tools/check_results.py OUT_DIR [--real] [--all]   (--real: the real-data keys are required too;
---all: the keys of the FULL_ONLY notebooks too, for a run of `dtir reproduce --all`)
-Exit 1 with the list of what is missing. Used by CI on the smoke run, where the numbers are meaningless but the shape is not.
+Usage: python tools/check_results.py OUT_DIR [--real] [--all] [--browser PNG]   (--real: the real-data keys are required
+too; --all: the keys of the FULL_ONLY notebooks too, for a run of `dtir reproduce --all`; --browser: open report.html in
+headless chromium, check that every <img> loaded and save a screenshot to PNG; skipped, with the reason, without chromium)
+Also: every top-level results key is documented (`dtir.runner.RESULTS_KEYS`), every table of report.md has its CSV in
+tables/, report.html embeds every figure. Exit 1 with the list of what is missing. Used by CI on the smoke run, where the
+numbers are meaningless but the shape is not.
 """
-import json, re, sys
+import json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
+
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                  '--disable-component-update', '--disable-sync', '--hide-scrollbars']
+
+def find_browser() -> str | None:
+    "Debian's chromium (or $DTIR_BROWSER), or None."
+    for c in [os.environ.get('DTIR_BROWSER'), 'chromium', 'chromium-browser', 'google-chrome']:
+        if c and shutil.which(c): return shutil.which(c)
+    return None
+
+def browser_check(html: Path, screenshot: Path | None = None, width: int = 1280, height: int = 3000, timeout: float = 120) -> dict:
+    """Load `html` in headless chromium: {'images': n, 'broken': n} from the page's own load check (report.html marks its
+    <body> with data-images / data-broken-images after the load event), and a screenshot. {'skipped': reason} without a browser."""
+    exe = find_browser()
+    if exe is None: return {'skipped': 'no chromium found (apt-get install -y chromium)'}
+    url = Path(html).resolve().as_uri()
+    res = {}
+    with tempfile.TemporaryDirectory(prefix='dtir-chromium-') as prof:
+        base = [exe, *CHROMIUM_FLAGS, f'--user-data-dir={prof}', '--virtual-time-budget=10000', f'--window-size={width},{height}']
+        r = subprocess.run(base + ['--dump-dom', url], capture_output=True, text=True, timeout=timeout)
+        m = re.search(r'<body[^>]*data-images="(\d+)"[^>]*data-broken-images="(\d+)"', r.stdout)
+        if not m: return {'error': f'the page did not report its images (rc {r.returncode}): {r.stderr.strip()[-300:]}'}
+        res = dict(images=int(m.group(1)), broken=int(m.group(2)))
+        if screenshot:
+            Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
+            r = subprocess.run(base + [f'--screenshot={Path(screenshot).resolve()}', url], capture_output=True, text=True, timeout=timeout)
+            if not Path(screenshot).exists(): res['error'] = f'no screenshot written (rc {r.returncode}): {r.stderr.strip()[-300:]}'
+            else: res['screenshot'] = str(screenshot)
+    return res
+
+def page_problems(out: Path) -> list[str]:
+    "Tables without their CSV, figures not embedded in report.html, undocumented results keys."
+    from dtir.runner import md_tables, undocumented_keys
+    probs = []
+    n_tab = sum(len(md_tables((out / 'reports' / f.name).read_text())) for f in sorted((out / 'reports').glob('*.md')))
+    n_csv = len(list((out / 'tables').glob('*.csv'))) if (out / 'tables').is_dir() else 0
+    if n_csv != n_tab: probs.append(f'{n_tab} tables in the notebooks\' reports but {n_csv} CSV files in tables/')
+    page = (out / 'report.html').read_text() if (out / 'report.html').exists() else ''
+    if not page: probs.append('report.html missing')
+    elif re.search(r'<img[^>]+src="(?!data:)', page): probs.append('report.html links a figure instead of embedding it (missing file?)')
+    und = undocumented_keys(json.loads((out / 'results.json').read_text()))
+    if und: probs.append(f'results keys not documented in dtir.runner.RESULTS_KEYS: {und}')
+    return probs
 
 def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
     from dtir.config import load_preset
@@ -32,16 +78,30 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
         for r in ROWS + DIFFUIR_ROWS:
             for s in ('id', 'ood'):
                 for m in ('psnr', 'ssim', 'lpips'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
+                if t == 'rain':
+                    for m in ('psnr_y', 'ssim_y'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
+        for w in ('full', 'plain'):
+            for k in ('choice', 'val_psnr', 'n_runs', 'trials'): need(f'setting_a.{keys[t]}.selection.{w}.{k}')
+        need(f'setting_a.{keys[t]}.frac_at_theta0.full')
+    for k in ('train', 'val', 'test'): need(f'meta.splits.{k}')
+    need('setting_a_meta.headline.mean_ood_gain')
     for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
         for t in list(cfg.tasks) + ['avg']:
             for m in ('psnr', 'ssim', 'lpips'): need(f'setting_b.{r}.{t}.{m}')
     for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}')
+    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
+        for t in [t for t in ('rain', 'raindrop') if t in cfg.tasks]:
+            for m in ('psnr_y', 'ssim_y'): need(f'setting_b_y.{r}.{t}.{m}')
     if real:
         for st in ('rain100l', 'lol_v1_eval15'):
             for r in ('plain', 'plain_long', 'full') + DIFFUIR_ROWS:
                 for m in ('psnr', 'ssim'): need(f'real.{st}.{r}.{m}')
             for r in ('blind', 'diffuir'):
                 for m in ('psnr', 'ssim'): need(f'real_unified.{st}.{r}.{m}')
+        for r in ('input', 'plain', 'plain_long', 'full') + DIFFUIR_ROWS:
+            for m in ('psnr_y', 'ssim_y'): need(f'real.rain100l.{r}.{m}')
+        for r in ('input', 'plain', 'blind', 'diffuir'):
+            for m in ('psnr_y', 'ssim_y'): need(f'real_unified.rain100l.{r}.{m}')
     if full:
         from dtir.unires import COMBOS, APPLY_ORDER
         spec = sorted({t for c in COMBOS for t in c.split('+')}, key=APPLY_ORDER.index)
@@ -50,6 +110,9 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
             for r in rows:
                 for m in ('psnr', 'ssim', 'lpips'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
         need('compound_meta.fidelity_curve')
+        for c in [c for c in COMBOS if 'rain' in c.split('+') or 'raindrop' in c.split('+')]:
+            for r in rows:
+                for m in ('psnr_y', 'ssim_y'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
     return miss
 
 if __name__ == '__main__':
@@ -59,7 +122,15 @@ if __name__ == '__main__':
     figs = re.findall(r'\]\((figures/[^)]+)\)', (out / 'report.md').read_text())
     nofig = [f for f in figs if not (out / f).exists()]
     if not figs: nofig.append('(the report links no figure at all)')
-    if miss or nofig:
-        print(f'{out}: {len(miss)} results keys missing, e.g. {miss[:10]}; {len(nofig)} figures missing: {nofig[:10]}')
+    probs = page_problems(out)
+    if '--browser' in sys.argv:
+        b = browser_check(out / 'report.html', Path(sys.argv[sys.argv.index('--browser') + 1]))
+        if 'skipped' in b: print(f'browser check skipped: {b["skipped"]}')
+        elif 'error' in b: probs.append(f'browser: {b["error"]}')
+        elif b['broken'] or not b['images']: probs.append(f"browser: {b['broken']} of {b['images']} images did not load")
+        else: print(f"browser: all {b['images']} images of report.html loaded in chromium; screenshot {b['screenshot']}")
+    if miss or nofig or probs:
+        print(f'{out}: {len(miss)} results keys missing, e.g. {miss[:10]}; {len(nofig)} figures missing: {nofig[:10]}'
+              + ''.join(f'; {p}' for p in probs))
         sys.exit(1)
-    print(f'{out}: every results key present; {len(figs)} figures linked and written')
+    print(f'{out}: every results key present; {len(figs)} figures linked and written; every table has its CSV; report.html self-contained')
