@@ -6,13 +6,14 @@ Docs: https://dtir.github.io/dtir/checkpoint.html.md"""
 
 # %% ../nbs/12_checkpoint.ipynb #9709e8ce
 from __future__ import annotations
-import hashlib, json, os, shutil, time
+import hashlib, json, os, re, shutil, time
 from pathlib import Path
 import torch
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
-__all__ = ['CheckpointError', 'state_dict_cpu', 'save_checkpoint', 'load_meta', 'load_checkpoint', 'load_weights']
+__all__ = ['CheckpointError', 'state_dict_cpu', 'save_checkpoint', 'load_meta', 'load_checkpoint', 'load_weights', 'pid_alive',
+           'RunLocked', 'RunLock', 'temp_owner', 'clean_stale_temps', 'check_writable']
 
 # %% ../nbs/12_checkpoint.ipynb #22df9cad
 class CheckpointError(RuntimeError): pass
@@ -22,6 +23,14 @@ def _sha256(p: Path) -> str:
     with open(p, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
+
+def _umask() -> int:
+    m = os.umask(0o022); os.umask(m); return m
+
+def _meta_digest(meta: dict) -> str:
+    "SHA-256 of a meta dict without its own `meta_sha256` (canonical JSON: sorted keys)."
+    body = {k: v for k, v in meta.items() if k != 'meta_sha256'}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 def state_dict_cpu(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     "A contiguous CPU copy of `net`'s state dict (what safetensors stores)."
@@ -38,11 +47,14 @@ def save_checkpoint(path: str | Path,          # checkpoint folder to (re)write
     if tmp.exists(): shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     save_file(weights, str(tmp / 'model.safetensors'))
+    os.chmod(tmp / 'model.safetensors', 0o666 & ~_umask())   # safetensors writes 0600; use the umask like every other file
     files = {'model.safetensors': _sha256(tmp / 'model.safetensors')}
     if state is not None:
         torch.save(state, tmp / 'state.pt')
         files['state.pt'] = _sha256(tmp / 'state.pt')
-    (tmp / 'meta.json').write_text(json.dumps({**meta, 'files': files, 'saved_at': time.time()}, indent=1, default=str))
+    doc = json.loads(json.dumps({k: v for k, v in meta.items() if k != 'meta_sha256'} | {'files': files, 'saved_at': time.time()},
+                                default=str))   # what reading it back gives, so the digest is over exactly that
+    (tmp / 'meta.json').write_text(json.dumps({**doc, 'meta_sha256': _meta_digest(doc)}, indent=1))
     old = path.with_name(f'.{path.name}.old')
     if old.exists(): shutil.rmtree(old)
     if path.exists(): os.replace(path, old)
@@ -59,11 +71,14 @@ def _resolve(path: Path) -> Path:
     raise CheckpointError(f"checkpoint {path} has no meta.json: incomplete or not a dtir checkpoint")
 
 def load_meta(path: str | Path) -> dict:
-    "Read a checkpoint's `meta.json` (no verification of the weights)."
+    "Read a checkpoint's `meta.json`, checking its own digest (not the weights')."
     p = _resolve(Path(path))
     try: meta = json.loads((p / 'meta.json').read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"checkpoint {p/'meta.json'} is corrupted: {e}") from None
     if not isinstance(meta, dict): raise CheckpointError(f"checkpoint {p/'meta.json'} is corrupted: not a JSON object")
+    if 'meta_sha256' in meta and meta['meta_sha256'] != _meta_digest(meta):
+        raise CheckpointError(f"checkpoint {p/'meta.json'} was edited after saving (its content does not match its meta_sha256); "
+                              f"a changed prompt or setting would be used silently: restore the file or retrain")
     return meta
 
 def load_checkpoint(path: str | Path, state: bool = False, verify: bool = True) -> tuple[dict, dict, dict | None]:
@@ -94,3 +109,131 @@ def load_weights(net: torch.nn.Module, weights: dict[str, torch.Tensor], source:
                               f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(shape)} with other shapes (e.g. {shape[:3]})")
     net.load_state_dict(weights, strict=True)
     return net
+
+# %% ../nbs/12_checkpoint.ipynb #910777be
+def _proc_start(pid: int) -> str | None:
+    "The start time of process `pid` in clock ticks since boot (Linux), to tell a reused pid from its first owner."
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[19]
+    except (OSError, IndexError): return None
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    "Whether process `pid` runs on this host (and, given `start`, is the one that started then)."
+    if not isinstance(pid, int) or pid <= 0: return False
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass   # alive, owned by another user
+    except OSError: return False
+    return start is None or _proc_start(pid) in (None, start)
+
+class RunLocked(FileExistsError):
+    "The run folder is held by another live process."
+
+class RunLock:
+    "An exclusive lock on a run folder: the file `.lock` holding `{pid, host, started}`; a stale lock (same host, pid not running) is taken over."
+    def __init__(self, folder: str | Path,  # the run folder (created if missing)
+                 log=None):                 # called with one line when a stale lock is taken over
+        self.folder, self.log, self.held = Path(folder), log, False
+        self.path = self.folder / '.lock'
+
+    def _owner(self) -> dict | None:
+        try: d = json.loads(self.path.read_text())
+        except FileNotFoundError: return None
+        except (OSError, ValueError): return {}
+        return d if isinstance(d, dict) else {}
+
+    def acquire(self) -> 'RunLock':
+        import socket
+        self.folder.mkdir(parents=True, exist_ok=True)
+        me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%dT%H:%M:%S'),
+                  proc_start=_proc_start(os.getpid()))
+        for _ in range(5):
+            try: fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError: pass
+            else:
+                with os.fdopen(fd, 'w') as f: f.write(json.dumps(me))
+                self.held = True
+                return self
+            o = self._owner()
+            if o is None: continue   # released meanwhile: try again
+            who = f"pid {o.get('pid')} on {o.get('host')}, started {o.get('started')}" if o else 'an unreadable lock file'
+            if (o and o.get('host') == me['host'] and not pid_alive(o.get('pid'), o.get('proc_start'))) or (not o and self._age() > 10):
+                side = self.path.with_name(f'.lock.stale{os.getpid()}')
+                try: os.replace(self.path, side)
+                except FileNotFoundError: continue
+                if self._owner_of(side) != o:   # another process replaced the stale lock meanwhile: give it back
+                    try: os.link(side, self.path)
+                    except FileExistsError: pass
+                side.unlink(missing_ok=True)
+                if self.log: self.log(f"{self.folder}: taking over the stale lock of {who} (that process is not running)")
+                continue
+            raise RunLocked(f"{self.folder} is in use by another run ({who}; lock file {self.path}); wait for it to finish, "
+                            f"or use another --out" + ('' if o and o.get('host') == me['host']
+                                                        else "; delete the lock file if that run is gone"))
+        raise RunLocked(f"{self.folder}: could not take the lock {self.path} (it keeps changing hands)")
+
+    def _age(self) -> float:   # an empty lock file: its writer was killed between creating and filling it
+        try: return time.time() - self.path.stat().st_mtime
+        except OSError: return 0.0
+
+    @staticmethod
+    def _owner_of(p: Path) -> dict | None:
+        try: return json.loads(p.read_text())
+        except (OSError, ValueError): return None
+
+    def release(self):
+        "Remove the lock file if this process holds it."
+        if self.held:
+            o = self._owner()
+            if o and o.get('pid') == os.getpid(): self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+# %% ../nbs/12_checkpoint.ipynb #5832f885
+_TEMP = (re.compile(r'^\..+\.tmp(\d+)(\.[A-Za-z0-9]+)?$'),   # .ckpt.tmpPID (checkpoints), .NAME.tmpPID.png (restore)
+         re.compile(r'^.+\.tmp(\d+)$'),                       # NAME.tmpPID (dtir.runner.atomic_write)
+         re.compile(r'^\..+\.(\d+)\.tmp$'))                   # .NAME.PID.tmp (dtir.gef.save_importance)
+
+def temp_owner(name: str) -> int | None:
+    "The pid in the name of one of dtir's temporary files (None: not such a name)."
+    for r in _TEMP:
+        m = r.match(name)
+        if m: return int(m.group(1))
+    return None
+
+def clean_stale_temps(folder: str | Path,  # folder to clean (not recursive)
+                      log=None,            # called with one line per removed file
+                     ) -> list[Path]:
+    "Remove the temporary files and folders that killed dtir processes (pid not running) left in `folder`."
+    folder, gone = Path(folder), []
+    if not folder.is_dir(): return gone
+    for p in sorted(folder.iterdir()):
+        pid = temp_owner(p.name)
+        if pid is None or pid == os.getpid() or pid_alive(pid): continue
+        try:
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+        except FileNotFoundError: continue
+        gone.append(p)
+        if log: log(f"removed {p}: a temporary file left by process {pid}, which is not running")
+    return gone
+
+# %% ../nbs/12_checkpoint.ipynb #bc8abdb4
+def check_writable(path: str | Path,  # a file to be written
+                   what: str,         # how the user named it, e.g. '--out'
+                   folder: bool = False,  # `path` is a folder to write files into (created if missing)
+                  ) -> Path:
+    "Make sure `path` can be written (creating its folder); raise `ValueError` naming it otherwise."
+    path = Path(path)
+    d = path if folder else path.parent
+    if not folder and path.is_dir(): raise ValueError(f"{what} {path} is a folder; give a file name")
+    for a in [d, *d.parents]:
+        if a.exists() and not a.is_dir():
+            raise ValueError(f"{what} {path}: {a} is a file, not a folder" + (' (give a folder to write into)' if a == path else ''))
+    try: d.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise ValueError(f"{what} {path}: cannot create the folder {d}: {e.strerror or e}") from None
+    probe = d / f'.write-test.tmp{os.getpid()}'
+    try: probe.touch(); probe.unlink()
+    except OSError as e: raise ValueError(f"{what} {path}: cannot write into {d}: {e.strerror or e}") from None
+    return path

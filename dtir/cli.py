@@ -21,7 +21,8 @@ def _cmd_reproduce(a) -> int:
     from dtir.runner import reproduce, NotebookFailed
     try:
         reproduce(a.preset, out=a.out, only=a.only, force=a.force, overrides=a.overrides, data=a.data,
-                  test_clean=a.test_clean, real=a.real, all_notebooks=a.all, launch=a.launch)
+                  test_clean=a.test_clean, real=a.real, all_notebooks=a.all, launch=a.launch,
+                  y_channel=a.y_channel, track=a.track)
     except NotebookFailed as e:
         print(f'dtir reproduce: {e}', file=sys.stderr)
         return 1
@@ -31,19 +32,50 @@ def _cmd_data_check(a) -> int:
     from dtir.data.paired import data_check_main
     return data_check_main(a.root, a.layout)
 
+def _registry(a):
+    from dtir.data.registry import load_registry
+    return load_registry(a.registry)
+
+def _cmd_data_list(a) -> int:
+    from dtir.data.registry import data_status, data_roots
+    rows = data_status(None, a.data, _registry(a))
+    print('lookup order: ' + ', then '.join(f'{l} ({p})' for l, p in data_roots(a.data)))
+    w = max(len(r['name']) for r in rows)
+    for r in rows:
+        n = f"{r['n_files']} files" if r['n_files'] else 'no hashes'
+        if r['found']: where = f"found in {r['where']}: {r['path']}" + (f" ({r['n_present']} of {r['n_files']} files)" if 'n_present' in r else '')
+        else: where = f"missing: {r['fetch']}"
+        print(f"{r['name']:<{w}}  {r['task']:<28} {n:<10} {where}")
+    return 0
+
+def _cmd_data_fetch(a) -> int:
+    from dtir.data.registry import fetch
+    fetch(a.name, a.to, _registry(a), retries=a.retries)
+    return 0
+
+def _cmd_data_verify(a) -> int:
+    from dtir.data.registry import verify, verify_summary
+    rep = verify(a.name, a.root, _registry(a), data=a.data)
+    if rep['ok']: print(verify_summary(rep)); return 0
+    print(f'dtir data verify: {verify_summary(rep)}', file=sys.stderr)
+    return 1
+
 def _cfg(a):
     from dtir.config import load_preset
     return load_preset(a.preset, a.overrides)
 
 def _cmd_pretrain(a) -> int:
     from dtir.pretrain import pretrain
-    print(pretrain(_cfg(a), a.out, data=a.data, resume=a.resume))
+    print(pretrain(_cfg(a), a.out, data=a.data, resume=a.resume, overwrite=a.overwrite))
     return 0
 
 def _cmd_match(a) -> int:
     from dtir.match import run_match
-    s = run_match(a.ckpt, _cfg(a), a.out or a.ckpt, tasks=a.tasks, roots=a.test_clean or [], modes=tuple(a.modes))
+    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
+    s = run_match(a.ckpt, _cfg(a), a.out, tasks=a.tasks, data=a.data, modes=tuple(a.modes), overwrite=a.overwrite)
     print('t* ' + ', '.join(f'{k}={v}' for k, v in s['t_star'].items()))
+    if a.out: print(f"wrote {Path(a.out) / 'match.json'} ({len(s['t_star'])} tasks; tasks matched before were kept)")
+    else: print("not written: pass --out DIR (e.g. --out CKPT, where `finetune --t-star auto` looks) to keep these t*")
     for m, sp in s['spearman'].items(): print(f"Spearman vs the authors' ordering ({m}): rho={sp['rho']}, p={sp['p']}, n={sp['n']}")
     return 0
 
@@ -65,20 +97,25 @@ def _cmd_finetune(a) -> int:
     extra += ['tmgp=0'] if a.no_tmgp else []
     from dtir.config import load_preset
     cfg = load_preset(a.preset, a.overrides + extra)
+    if a.ckpt is not None and not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
     ts = _t_star_arg(a, cfg)
-    print(finetune(cfg, a.task, a.ckpt if cfg.tmgp else None, a.out, t_star=ts, data=a.data, resume=a.resume))
+    print(finetune(cfg, a.task, a.ckpt if cfg.tmgp else None, a.out, t_star=ts, data=a.data, resume=a.resume, overwrite=a.overwrite))
     return 0
 
 def _cmd_plain(a) -> int:
     from dtir.finetune import train_plain
-    print(train_plain(_cfg(a), a.task, a.out, data=a.data, steps=a.steps, resume=a.resume))
+    print(train_plain(_cfg(a), a.task, a.out, data=a.data, steps=a.steps, resume=a.resume, overwrite=a.overwrite))
     return 0
 
 def _cmd_evaluate(a) -> int:
     import json
     from dtir.finetune import evaluate
     from dtir.runner import atomic_write
+    from dtir.checkpoint import check_writable
     cfg = _cfg(a)
+    if a.out:   # refuse before the evaluation, not after it
+        if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
+        check_writable(a.out, '--out')
     res = {sev: evaluate(a.ckpt, cfg, a.task, sev, roots=a.test_clean or []) for sev in a.severity}
     text = json.dumps(res, indent=1, default=str)
     if a.out: atomic_write(Path(a.out), text)
@@ -96,10 +133,10 @@ def _cmd_unify(a) -> int:
     if a.no_tit: cfg = replace(cfg, tit=False)
     if a.no_moe: cfg = replace(cfg, moe=False)
     if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
-    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, log=print)['t_star'].items() if k in cfg.tasks}
     out = Path(a.out)
+    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, data=a.data, cache=out / 'match', log=print)['t_star'].items()}
     print('t* ' + ', '.join(f'{k}={v}' for k, v in ts.items()) + f"; stages: {len(tit_stages(ts, cfg.tit, cfg.tit_group))}")
-    model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, log=print, progress=True)
+    model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, overwrite=a.overwrite, log=print, progress=True)
     est = train_estimator(cfg, ts, out / 'estimator', data=a.data, resume=a.resume and (out / 'estimator' / 'ckpt' / 'meta.json').exists())
     copy_model(est, model / 'estimator')
     load_estimator(model)
@@ -110,13 +147,15 @@ def _stage_commands(sub):
     p = sub.add_parser('pretrain', help='generative pre-training (TMGP) on clean images')
     _preset_args(p); p.add_argument('--data', default='builtin'); p.add_argument('--out', required=True)
     p.add_argument('--resume', action='store_true', help='continue from OUT/ckpt')
+    p.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
     p.set_defaults(func=_cmd_pretrain)
     m = sub.add_parser('match', help='timestep matching (Algorithm 2): PSNR(t) per task and t*')
     _preset_args(m); m.add_argument('--ckpt', required=True, help='pre-trained model folder')
-    m.add_argument('--data', default='builtin', help='builtin (the only source of synthetic validation pairs so far)')
-    m.add_argument('--tasks', nargs='+', default=None); m.add_argument('--out', default=None, help='default: the checkpoint folder')
+    m.add_argument('--data', default='builtin', help='training data whose validation split is matched on: builtin, a clean folder or a paired folder')
+    m.add_argument('--tasks', nargs='+', default=None)
+    m.add_argument('--out', default=None, help='folder for match.json and the curves, merged with the tasks already there (default: write nothing)')
+    m.add_argument('--overwrite', action='store_true', help='replace OUT/match.json instead of merging into it')
     m.add_argument('--modes', nargs='+', default=['onestep', 'reverse'], choices=['onestep', 'reverse'])
-    m.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT', help='extra clean-image folders for validation images')
     m.set_defaults(func=_cmd_match)
     f = sub.add_parser('finetune', help='generalization-enhanced fine-tuning (GEF) of one task')
     _preset_args(f); f.add_argument('--task', required=True); f.add_argument('--data', default='builtin')
@@ -124,6 +163,7 @@ def _stage_commands(sub):
     f.add_argument('--t-star', default='auto', help="prompt t* (1..T) or 'auto' (from the checkpoint's match.json)")
     f.add_argument('--match', default=None, help='match.json to read t* from (default: beside --ckpt)')
     f.add_argument('--resume', action='store_true'); f.add_argument('--no-reg', action='store_true')
+    f.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
     f.add_argument('--no-orth', action='store_true'); f.add_argument('--no-gef', action='store_true', help='plain fine-tuning (w/o GEF)')
     f.add_argument('--no-tmgp', action='store_true', help='random init (w/o TMGP)')
     f.add_argument('--mix', type=float, default=None, help='p_mix'); f.add_argument('--k-shallow', type=int, default=None)
@@ -131,12 +171,14 @@ def _stage_commands(sub):
     t = sub.add_parser('train-plain', help='the plain baseline: no time input, random init, L_rec only')
     _preset_args(t); t.add_argument('--task', required=True); t.add_argument('--data', default='builtin')
     t.add_argument('--out', required=True); t.add_argument('--steps', type=int, default=None); t.add_argument('--resume', action='store_true')
+    t.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
     t.set_defaults(func=_cmd_plain)
     e = sub.add_parser('evaluate', help='PSNR/SSIM/LPIPS of a model on a task (fixed evaluation images)')
     _preset_args(e); e.add_argument('--ckpt', required=True); e.add_argument('--task', required=True)
     e.add_argument('--severity', nargs='+', default=['id', 'ood'], choices=['id', 'ood'])
     e.add_argument('--data', default='builtin'); e.add_argument('--out', default=None, help='JSON file for per-image results')
     e.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT')
+    e.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
     e.set_defaults(func=_cmd_evaluate)
     u = sub.add_parser('unify', help='one network for many degradations: TIT stages + MoE adapters + GEF, and the blind t* estimator')
     _preset_args(u); u.add_argument('--ckpt', required=True, help='pre-trained model folder (its match.json gives t*)')
@@ -145,6 +187,7 @@ def _stage_commands(sub):
     u.add_argument('--no-tit', action='store_true', help='one stage on all tasks (same total steps)')
     u.add_argument('--no-moe', action='store_true', help='no MoE adapters')
     u.add_argument('--resume', action='store_true', help='continue an interrupted run (finished stages are kept)')
+    u.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) unified run in OUT')
     u.set_defaults(func=_cmd_unify)
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,12 +205,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--real', default=None, help='root of real paired sets (default ../shared/data when present)')
     r.add_argument('--launch', default=None, metavar='CMD',
                    help="run every training job under CMD, e.g. 'accelerate launch --config_file configs/accelerate/multi_gpu.yaml'")
+    r.add_argument('--y-channel', action='store_true',
+                   help='add Y-channel (BT.601) PSNR/SSIM columns to the non-derain tables too (derain tables always show RGB and Y)')
+    r.add_argument('--track', default=None, metavar='TRACKER',
+                   help="also log every training run to an Accelerate tracker, e.g. 'tensorboard' (off by default; log.jsonl stays the record)")
     r.set_defaults(func=_cmd_reproduce)
     d = sub.add_parser('data', help='data utilities')
     dsub = d.add_subparsers(dest='data_cmd', required=True)
     c = dsub.add_parser('check', help='count pairs per task and list every problem')
     c.add_argument('root'); c.add_argument('--layout', default='paired')
     c.set_defaults(func=_cmd_data_check)
+    reg_help = 'registry file (default data/datasets.toml, or $DTIR_REGISTRY)'
+    l = dsub.add_parser('list', help='every known data set and where it is found (or the command that fetches it)')
+    l.add_argument('--data', default=None, metavar='DIR', help='look here first (default $DTIR_DATA), then data/, then ../shared/data')
+    l.add_argument('--registry', default=None, help=reg_help)
+    l.set_defaults(func=_cmd_data_list)
+    f = dsub.add_parser('fetch', help='download a set (pooch), unpack it and verify the SHA-256 of every file')
+    f.add_argument('name'); f.add_argument('--to', default=None, metavar='DIR', help='put it in DIR/NAME (default data/NAME)')
+    f.add_argument('--retries', type=int, default=2, help='extra tries per download (default 2)')
+    f.add_argument('--registry', default=None, help=reg_help)
+    f.set_defaults(func=_cmd_data_fetch)
+    v = dsub.add_parser('verify', help='check a set folder file by file against the registry (exit 1 if any file is missing or differs)')
+    v.add_argument('name'); v.add_argument('--root', default=None, metavar='DIR', help='the set folder or its parent (default: the lookup order)')
+    v.add_argument('--data', default=None, metavar='DIR', help='look here first when --root is not given')
+    v.add_argument('--registry', default=None, help=reg_help)
+    v.set_defaults(func=_cmd_data_verify)
     _stage_commands(sub)
     from dtir.restore import add_restore_parser
     add_restore_parser(sub)

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
-from .data.paired import IMAGE_EXTS, ImageReadError, list_images, _png_bit_depth, _read_png16
+from .data.paired import IMAGE_EXTS, ImageReadError, scan_folder, decode_image, apply_orientation
+from .checkpoint import check_writable, clean_stale_temps, temp_owner
 
 # %% auto #0
-__all__ = ['tile_starts', 'tile_ramp', 'tiles', 'restore_tensor', 'apply_orientation', 'read_for_restore', 'write_like',
-           'restore_files', 'add_restore_parser']
+__all__ = ['tile_starts', 'tile_ramp', 'tiles', 'restore_tensor', 'read_for_restore', 'write_like', 'restore_files',
+           'add_restore_parser']
 
 # %% ../nbs/23_restore.ipynb #1cf91044
 def tile_starts(n: int,        # image side in pixels
@@ -93,82 +94,31 @@ def restore_tensor(net: torch.nn.Module,  # residual network: `restored = y - ne
         return out.div_(wsum).clamp_(0, 1)
     finally: net.train(was)
 
-# %% ../nbs/23_restore.ipynb #ada81861
-_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
-           6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
-
-def apply_orientation(a: np.ndarray,    # (H, W, ...) pixels as stored
-                      orientation: int, # EXIF orientation tag, 1..8 (anything else: left as is)
-                     ) -> np.ndarray:
-    "Turn an image stored with EXIF `orientation` upright, as PIL's `ImageOps.exif_transpose` does."
-    f = _ORIENT.get(int(orientation))
-    return a if f is None else np.ascontiguousarray(f(a))
-
 # %% ../nbs/23_restore.ipynb #752177ae
-def _pil_planes(path: Path, im) -> tuple[np.ndarray, dict]:
-    exif, mode, icc = im.getexif(), im.mode, im.info.get('icc_profile')
-    key = 'transparency' in im.info
-    if mode == '1': im = im.convert('L')
-    elif mode in ('P', 'PA'): im = im.convert('RGBA' if key or mode == 'PA' else 'RGB')
-    elif mode in ('L', 'RGB') and key: im = im.convert({'L': 'LA', 'RGB': 'RGBA'}[mode])
-    elif mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im, icc = im.convert('RGB'), None
-    elif mode not in ('L', 'LA', 'RGB', 'RGBA'):
-        raise ImageReadError(f"{path}: pixel mode {mode!r} is not supported by restore (use 8/16-bit PNG or TIFF)")
-    o = int(exif.get(0x0112, 1))
-    if 0x0112 in exif: del exif[0x0112]
-    return np.asarray(im), dict(bit_depth=8, orientation=o, icc_profile=icc, exif=exif.tobytes() if len(exif) else None)
+_RESTORE_MODES = ('1', 'P', 'PA', 'L', 'LA', 'RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV')   # Pillow modes restore writes back
 
-def _pil_raw(path: Path) -> tuple[np.ndarray, dict]:
-    from PIL import Image, ImageFile
-    old, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False   # a truncated file is an error
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return _pil_planes(path, im)
-    finally: ImageFile.LOAD_TRUNCATED_IMAGES = old
-
-def _png16_raw(path: Path) -> tuple[np.ndarray, dict]:
-    from PIL import Image
-    with Image.open(path) as im: o = int(im.getexif().get(0x0112, 1))
-    return _read_png16(path), dict(bit_depth=16, orientation=o)
-
-def _tiff_raw(path: Path) -> tuple[np.ndarray, dict]:
-    import tifffile
-    with tifffile.TiffFile(path) as tif:
-        p = tif.pages[0]
-        a, axes, photo = p.asarray(), p.axes, p.photometric.name
-        extra = [int(e) for e in p.extrasamples]
-        tag = p.tags.get('Orientation')
-    if axes.startswith('S') and a.ndim == 3: a = np.moveaxis(a, 0, -1)
-    if a.ndim == 2: a = a[..., None]
-    ok = {'MINISBLACK': (1, 2), 'RGB': (3, 4)}
-    if photo not in ok or a.ndim != 3 or a.shape[2] not in ok[photo]:
+def _check_planes(path: Path, a: np.ndarray, info: dict):
+    "Refuse what `write_like` could not write back as it came: other Pillow modes, TIFF colour spaces and pixel types."
+    if info.get('mode') is not None and info['mode'] not in _RESTORE_MODES:
+        raise ImageReadError(f"{path}: pixel mode {info['mode']!r} is not supported by restore (use 8/16-bit PNG or TIFF)")
+    photo, ok = info.get('photometric'), {'MINISBLACK': (1, 2), 'RGB': (3, 4)}
+    if photo is not None and (photo not in ok or a.ndim != 3 or a.shape[2] not in ok[photo]):
         raise ImageReadError(f"{path}: TIFF with photometric {photo} and shape {a.shape} is not supported by restore (gray/RGB, optional alpha)")
     if a.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: TIFF pixel type {a.dtype} is not supported by restore (8 or 16-bit integers)")
-    return a, dict(bit_depth=8 * a.dtype.itemsize, orientation=int(tag.value) if tag else 1, extrasamples=extra)
+        raise ImageReadError(f"{path}: pixel type {a.dtype} is not supported by restore (8 or 16-bit integers)")
 
 # %% ../nbs/23_restore.ipynb #e4a1a0e3
 def read_for_restore(path,  # image file (see `IMAGE_EXTS`)
                     ) -> tuple[np.ndarray, dict]:
     "`(rgb, info)`: the upright HxWx3 float32 image in [0,1] and what `write_like` needs (bit depth, gray, alpha, ...)."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
-    ext = path.suffix.lower()
-    if ext not in IMAGE_EXTS: raise ImageReadError(f"{path}: not an image extension ({' '.join(IMAGE_EXTS)})")
-    try:
-        if ext in ('.tif', '.tiff'): a, info = _tiff_raw(path)
-        elif ext == '.png' and _png_bit_depth(path) == 16: a, info = _png16_raw(path)
-        else: a, info = _pil_raw(path)
-    except ImageReadError: raise
-    except Exception as e: raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
-    if a.ndim == 2: a = a[..., None]
-    a = apply_orientation(a, info['orientation'])
+    a, info = decode_image(path)   # the reader of training data and `data check` too: same pixel limit, same orientation
+    _check_planes(path, a, info)
     gray = a.shape[2] in (1, 2)
     alpha = a[..., -1].copy() if a.shape[2] in (2, 4) else None
     rgb = a[..., :1 if gray else 3].astype(np.float32) / np.float32(255 if a.dtype == np.uint8 else 65535)
     if gray: rgb = np.repeat(rgb, 3, axis=2)
-    info.update(format=ext, gray=gray, alpha=alpha, size=rgb.shape[:2])
+    info.update(gray=gray, alpha=alpha, size=rgb.shape[:2], bit_depth=8 * a.dtype.itemsize)
     return np.ascontiguousarray(rgb), info
 
 # %% ../nbs/23_restore.ipynb #4d97d390
@@ -222,12 +172,16 @@ def _check_device(device: str) -> torch.device:
         raise ValueError(f"device (--device) {device!r}: MPS is not available on this machine; use --device cpu")
     return d
 
-def _input_files(inputs: Path) -> list[Path]:
-    if inputs.is_file(): return [inputs]
+def _input_files(inputs: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    "The images to restore, and every other entry of the input folder with the reason it is not one."
+    if inputs.is_file(): return [inputs], []
     if not inputs.is_dir(): raise FileNotFoundError(f"input (--input) not found: {inputs}")
-    files = list_images(inputs)
-    if not files: raise FileNotFoundError(f"input (--input) {inputs}: no images ({' '.join(IMAGE_EXTS)})")
-    return files
+    files, ignored = scan_folder(inputs)
+    if not files:
+        raise FileNotFoundError(f"input (--input) {inputs}: no images ({' '.join(IMAGE_EXTS)})"
+                                + (f"; {len(ignored)} other entr{'y' if len(ignored) == 1 else 'ies'} ignored, e.g. "
+                                   f"{ignored[0][0].name}: {ignored[0][1]}" if ignored else ''))
+    return files, ignored
 
 def _check_t_form(t):
     if t in ('model', 'auto', None) or (isinstance(t, (int, np.integer)) and not isinstance(t, bool)): return
@@ -275,7 +229,7 @@ def restore_files(ckpt,                        # trained model folder (`load_mod
                   overwrite: bool = False,     # replace existing outputs
                   log: Callable | None = print,  # one line per file (None: quiet)
                  ) -> dict:
-    "Restore image files with a trained model; `{'ok': [outputs], 'failed': [(input, reason)], 'skipped': [(input, reason)]}`."
+    "Restore image files with a trained model; `{'ok', 'failed', 'skipped', 'ignored', 'notes'}` (lists of outputs / (input, reason))."
     from dtir.pretrain import load_model
     log = log or (lambda s: None)
     _check_tiling(tile, overlap); _check_t_form(t)
@@ -283,7 +237,7 @@ def restore_files(ckpt,                        # trained model folder (`load_mod
     ckpt, inputs, output = Path(ckpt), Path(inputs), Path(output)
     if not ckpt.is_dir(): raise FileNotFoundError(f"ckpt (--ckpt): model folder not found: {ckpt}")
     if not (ckpt / 'meta.json').exists() and (ckpt / 'model' / 'meta.json').exists(): ckpt = ckpt / 'model'   # a run folder
-    files = _input_files(inputs)
+    files, ignored = _input_files(inputs)
     if output.resolve() == (inputs if inputs.is_dir() else inputs.parent).resolve():
         raise ValueError(f"output (--output) {output} is the input folder: the results would replace the originals; choose another folder")
     net, meta = load_model(ckpt, dev)
@@ -291,8 +245,10 @@ def restore_files(ckpt,                        # trained model folder (`load_mod
         raise ValueError(f"ckpt (--ckpt) {ckpt} is a DiffUIR baseline model: it restores by sampling on whole images "
                          f"(dtir.diffuir.model_predict), which dtir restore's tiling does not do")
     prompt = _prompt(t, meta, ckpt)
-    output.mkdir(parents=True, exist_ok=True)
-    res = dict(ok=[], failed=[], skipped=[])
+    check_writable(output, 'output (--output)', folder=True)
+    clean_stale_temps(output, log)   # left by a restore that was killed while writing
+    res = dict(ok=[], failed=[], skipped=[], ignored=ignored, notes=[])
+    for p, why in ignored: log(f'ignore  {p.name}: {why}')
     for p in files:
         dst = output / p.name
         if dst.exists() and not overwrite:
@@ -309,7 +265,9 @@ def restore_files(ckpt,                        # trained model folder (`load_mod
             why = str(e) if isinstance(e, (ImageReadError, FileNotFoundError)) else f'{type(e).__name__}: {e}'
             res['failed'].append((p, why)); log(f'FAILED  {p.name}: {why}'); continue
         res['ok'].append(dst)
-        log(f"ok      {p.name} -> {dst} ({info['size'][0]}x{info['size'][1]}, t={tp}, {time.perf_counter() - t0:.1f} s)")
+        res['notes'] += [(p, n) for n in info.get('notes', [])]
+        log(f"ok      {p.name} -> {dst} ({info['size'][0]}x{info['size'][1]}, t={tp}, {time.perf_counter() - t0:.1f} s)"
+            + ''.join(f'; note: {n}' for n in info.get('notes', [])))
     return res
 
 # %% ../nbs/23_restore.ipynb #b39eb54a
@@ -321,9 +279,12 @@ def _parse_t(s: str) -> int | str:
 def _cmd_restore(a: argparse.Namespace) -> int:
     r = restore_files(a.ckpt, a.input, a.output, t=_parse_t(a.t), tile=a.tile, overlap=a.overlap, device=a.device,
                       overwrite=a.overwrite)
-    ok, sk, fa = (len(r[k]) for k in ('ok', 'skipped', 'failed'))
+    ok, sk, fa, ig = (len(r[k]) for k in ('ok', 'skipped', 'failed', 'ignored'))
     print(f'{ok} restored, {sk} skipped, {fa} failed -> {a.output}'
-          + (f' ({sk} existing output(s) kept; --overwrite replaces them)' if sk else ''))
+          + (f' ({sk} existing output(s) kept; --overwrite replaces them)' if sk else '')
+          + (f'; {ig} input file(s) ignored (not images)' if ig else ''))
+    for p, why in r['ignored']: print(f'  ignored: {p}: {why}')
+    for p, note in r['notes']: print(f'  note: {p}: {note}')
     for p, why in r['failed']: print(f'  failed: {p}: {why}')
     return 1 if fa else 0
 

@@ -6,16 +6,17 @@ Docs: https://dtir.github.io/dtir/train.html.md"""
 
 # %% ../nbs/13_train.ipynb #bd2b6f15
 from __future__ import annotations
-import json, math, time, zlib
+import json, math, os, time, zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import torch
 from .config import Preset, preset_dict
-from .checkpoint import save_checkpoint, load_checkpoint, load_weights, state_dict_cpu, load_meta, CheckpointError
+from .checkpoint import save_checkpoint, load_checkpoint, load_weights, state_dict_cpu, load_meta, CheckpointError, RunLock, clean_stale_temps
 
 # %% auto #0
-__all__ = ['step_seed', 'step_generator', 'cosine_factor', 'TrainingDiverged', 'RunSpec', 'Trainer', 'read_log']
+__all__ = ['step_seed', 'step_generator', 'cosine_factor', 'tracking_backend', 'tracking_kwargs', 'TrainingDiverged', 'RunSpec',
+           'Trainer', 'read_log']
 
 # %% ../nbs/13_train.ipynb #7966febd
 def step_seed(seed: int, step: int, purpose: str = '') -> int:
@@ -32,6 +33,28 @@ def cosine_factor(step: int, steps: int, lr: float, lr_min: float, warmup: int =
     if warmup and step < warmup: return (step + 1) / warmup
     p = min(1.0, (step - warmup) / max(1, steps - warmup))
     return (lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * p))) / lr
+
+# %% ../nbs/13_train.ipynb #f505c610
+def tracking_backend() -> str | None:
+    "The Accelerate tracker named by `$DTIR_TRACKING` ('' or unset: none), checked to be installed."
+    name = os.environ.get('DTIR_TRACKING', '').strip()
+    if not name or name.lower() in ('0', 'no', 'none', 'off'): return None
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+    from accelerate.utils import imports
+    if name not in LOGGER_TYPE_TO_CLASS:
+        raise ValueError(f"DTIR_TRACKING={name!r}: not an Accelerate tracker; known: {', '.join(sorted(LOGGER_TYPE_TO_CLASS))}")
+    ok = getattr(imports, f'is_{name}_available', lambda: True)()
+    if not ok: raise ValueError(f"DTIR_TRACKING={name!r}: its package is not installed (pip install {name})")
+    return name
+
+def tracking_kwargs(out: Path) -> dict:
+    "Accelerator keyword arguments for the tracker of `$DTIR_TRACKING`, logging under `out/tracking`; {} when off."
+    name = tracking_backend()
+    return dict(log_with=name, project_dir=str(Path(out) / 'tracking')) if name else {}
+
+def _hparams(d: dict) -> dict:
+    "A preset as tracker hyper-parameters: numbers, strings and booleans kept, anything else as its string."
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in d.items()}
 
 # %% ../nbs/13_train.ipynb #49189cf2
 class TrainingDiverged(RuntimeError): pass
@@ -70,13 +93,19 @@ class Trainer:
                  meta: dict | None = None,        # JSON-able facts saved with the weights (model spec, schedule, ...)
                  params=None,                     # parameters to optimise (default: all trainable)
                  accelerator=None,                # an accelerate.Accelerator (default: built from the preset)
-                 progress: bool = True):
+                 after_step: Callable | None = None,  # (net, step, lr) -> logs, after each optimiser step (decoupled L_reg)
+                 progress: bool = True,
+                 overwrite: bool = False):        # `fit` may replace a finished or unfinished run in `out`
         from accelerate import Accelerator
         self.cfg, self.spec, self.out = cfg, spec, Path(out)
         self.acc = accelerator or Accelerator(cpu=(cfg.device == 'cpu' or not torch.cuda.is_available()),
-                                              mixed_precision=cfg.mixed_precision)
+                                              mixed_precision=cfg.mixed_precision, **tracking_kwargs(self.out))
         self.net = net.to(self.acc.device)
         self.batch_fn, self.step_fn = batch_fn, step_fn
+        self.after_step = after_step or getattr(step_fn, 'after_step', None)   # a step_fn may carry its own
+        if cfg.mixed_precision == 'fp16':
+            raise ValueError("mixed_precision=fp16 is not supported: the GEF step computes gradients with its own backward passes, "
+                             "which Accelerate's loss scaler does not cover; use bf16 or no")
         self.params = [p for p in (params if params is not None else self.net.parameters()) if p.requires_grad]
         self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -84,7 +113,7 @@ class Trainer:
         self.ema = {k: v.detach().clone() for k, v in self.net.state_dict().items()} if cfg.ema > 0 else None
         self.meta = dict(meta or {}, kind=spec.kind, steps=spec.steps, seed=spec.seed, preset=preset_dict(cfg),
                          **({'extra': spec.extra} if spec.extra else {}))
-        self.step, self.progress = 0, progress
+        self.step, self.progress, self.overwrite = 0, progress, overwrite
 
     # -- checkpoints
     @property
@@ -107,6 +136,9 @@ class Trainer:
         "Load `ckpt/` if present; return whether training resumed. Refuses a checkpoint of a different run."
         try: weights, meta, st = load_checkpoint(self.ckpt_dir, state=True)
         except FileNotFoundError:
+            if self._finished():
+                raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}) but no {self.ckpt_dir} to resume from; "
+                                      f"pass --overwrite to train it again, or use another --out") from None
             self._truncate_log(0)   # killed before its first checkpoint: start over, without the old log lines
             return False
         for k in ('kind', 'steps', 'seed', 'preset', 'model', 'schedule', 'extra'):
@@ -126,6 +158,26 @@ class Trainer:
         self._truncate_log(self.step)
         return True
 
+    def _finished(self) -> bool:
+        return any((d / 'meta.json').exists() for d in (self.model_dir, self.out / '.model.old'))
+
+    def _prepare(self, resume: bool, say):
+        "Clean stale temporaries; refuse to replace a run unless asked (`overwrite`); resume if asked."
+        import shutil
+        if self.acc.is_main_process: clean_stale_temps(self.out, say)
+        if resume and self.overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
+        if resume: self.resume()
+        elif not self.overwrite and self._finished():
+            raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}): pass --overwrite to replace it, "
+                                  f"--resume to continue it, or use another --out")
+        elif not self.overwrite and self._unfinished():
+            raise FileExistsError(f"{self.ckpt_dir} holds an unfinished run: pass --resume to continue it, --overwrite to replace it, "
+                                  f"or use another --out")
+        elif self.acc.is_main_process:
+            for d in (self.ckpt_dir, self.out / '.ckpt.old', self.model_dir, self.out / '.model.old'):
+                if d.exists(): shutil.rmtree(d)
+            (self.out / 'log.jsonl').unlink(missing_ok=True)
+
     def _unfinished(self) -> bool:
         try: return load_meta(self.ckpt_dir).get('step', 0) < self.spec.steps   # also finds a `.ckpt.old` left by a kill
         except FileNotFoundError: return False
@@ -144,6 +196,7 @@ class Trainer:
     def _log(self, rec: dict):
         if not self.acc.is_main_process: return
         with open(self.out / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
+        if self.acc.trackers: self.acc.log({k: v for k, v in rec.items() if k != 'step' and isinstance(v, (int, float))}, step=rec['step'])
 
     # -- one optimisation step
     def _sync_grads(self):
@@ -172,7 +225,9 @@ class Trainer:
                                    f"{self.ckpt_dir if last is not None else 'none'}" + (f" (step {last})" if last is not None else ''))
         self._sync_grads()
         if cfg.grad_clip > 0: logs['grad_norm'] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+        lr = self.sched.get_last_lr()[0]
         self.opt.step(); self.sched.step()
+        if self.after_step is not None: logs.update(self.after_step(self.net, step, lr) or {})
         if self.ema is not None:
             with torch.no_grad():
                 for k, v in self.net.state_dict().items():
@@ -182,17 +237,26 @@ class Trainer:
         return logs
 
     def fit(self, resume: bool = False) -> Path:
-        "Train to `spec.steps` (resuming from `ckpt/` if asked); write `model/`; return its path."
-        from tqdm.auto import tqdm
+        "Train to `spec.steps` (resuming from `ckpt/` if asked) holding the folder's lock; write `model/`; return its path."
+        import sys
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume: self.resume()
-        elif self._unfinished():
-            raise FileExistsError(f"{self.ckpt_dir} holds an unfinished run: pass --resume to continue it, or use another --out")
-        elif (self.out / 'log.jsonl').exists(): (self.out / 'log.jsonl').unlink()
+        notes = []   # said once the run goes ahead: a refusal stays a one-line error
+        lock = RunLock(self.out, log=notes.append) if self.acc.is_main_process else None
+        if lock: lock.acquire()
+        try:
+            self._prepare(resume, notes.append)
+            for m in notes: print(m, file=sys.stderr)
+            return self._train()
+        finally:
+            if lock: lock.release()
+
+    def _train(self) -> Path:
+        from tqdm.auto import tqdm
         self.net.train()
         bar = tqdm(total=self.spec.steps, initial=self.step, desc=f'{self.spec.kind}', disable=not (self.progress and self.acc.is_main_process),
                    mininterval=2.0)
         t0, n0 = time.time(), self.step
+        if self.acc.log_with and not self.acc.trackers: self.acc.init_trackers(self.spec.kind, config=_hparams(self.meta.get('preset', {})))
         while self.step < self.spec.steps:
             logs = self.train_step()
             bar.update(1)
@@ -207,6 +271,7 @@ class Trainer:
         if self.acc.is_main_process:
             save_checkpoint(self.model_dir, self._weights(True), dict(self.meta, step=self.step, ema=self.ema is not None))
         self.acc.wait_for_everyone()
+        if self.acc.trackers: self.acc.end_training()
         return self.model_dir
 
 def read_log(out: str | Path) -> list[dict]:

@@ -6,7 +6,7 @@ Docs: https://dtir.github.io/dtir/unify.html.md"""
 
 # %% ../nbs/22_unify.ipynb #37593aa8
 from __future__ import annotations
-import json, os, shutil
+import json, os, shutil, sys
 from pathlib import Path
 import torch
 from .config import Preset, TASKS
@@ -69,20 +69,41 @@ def unify(cfg: Preset,                 # preset (stage_steps, tit, tit_group, mo
           moe: bool | None = None,     # default cfg.moe
           resume: bool = False,
           seed: int | None = None,
+          overwrite: bool = False,     # replace a finished (or unfinished) unified run in out
           log=None,
           progress: bool = False) -> Path:
-    "Train one network on all tasks of `t_stars` (TIT stages or one stage, GEF in each); returns `out/model`."
-    from dtir.gef import snapshot_params
-    from dtir.diffusion import schedule_for
-    from dtir.models.core import model_spec
+    "Train one network on all tasks of `t_stars` (TIT stages or one stage, GEF in each) holding `out`'s lock; returns `out/model`."
     tit = cfg.tit if tit is None else tit
     moe = cfg.moe if moe is None else moe
     seed = cfg.seed if seed is None else seed
     for k, v in t_stars.items(): check_t_star(int(v), cfg.T)
     if cfg.tmgp and pre is None: raise ValueError("unify with tmgp=True needs the pre-trained checkpoint (--ckpt)")
     out = Path(out)
-    if not resume and any(out.glob('stage-*/ckpt/meta.json')) and not _done(out):
-        raise FileExistsError(f"{out} holds an unfinished unified run: pass --resume to continue it, or use another --out")
+    if resume and overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    from dtir.checkpoint import RunLock
+    lock = RunLock(out, log=log) if int(os.environ.get('RANK', '0')) == 0 else None   # one lock per launched job, on its main process
+    if lock: lock.acquire()
+    try: return _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, overwrite)
+    finally:
+        if lock: lock.release()
+
+def _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, overwrite) -> Path:
+    from dtir.gef import snapshot_params
+    from dtir.diffusion import schedule_for
+    from dtir.models.core import model_spec
+    if not resume and not overwrite:
+        if _done(out):
+            raise FileExistsError(f"{out} holds a finished unified run ({out / 'model'}): pass --overwrite to replace it, "
+                                  f"--resume to keep it, or use another --out")
+        if any(out.glob('stage-*/ckpt/meta.json')) or any(out.glob('stage-*/model/meta.json')):
+            raise FileExistsError(f"{out} holds an unfinished unified run: pass --resume to continue it, --overwrite to replace it, "
+                                  f"or use another --out")
+    from dtir.checkpoint import clean_stale_temps
+    if int(os.environ.get('RANK', '0')) == 0: clean_stale_temps(out, lambda m: print(m, file=sys.stderr))
+    if overwrite and int(os.environ.get('RANK', '0')) == 0:
+        for p in [*out.glob('stage-*'), out / 'model', out / '.model.old', out / 'estimator', out / 'router.json']:
+            if p.is_dir(): shutil.rmtree(p)
+            elif p.exists(): p.unlink()
     stages = tit_stages(t_stars, True, cfg.tit_group)
     steps = cfg.stage_steps if tit else cfg.stage_steps * len(stages)
     if not tit: stages = tit_stages(t_stars, False)

@@ -32,3 +32,22 @@ def one_line_error(rc: int, err: str, cmd: str) -> str:
     assert len(lines) == 1, f"expected a one-line error, got:\n{err}"
     assert lines[0].startswith(f'dtir {cmd}: error: '), lines[0]
     return lines[0]
+
+
+def unwritable_dir(tmp_path: Path) -> Path:
+    "A folder in which nothing can be created, also by root (sysfs refuses mkdir); skips the test where there is none."
+    import pytest
+    if os.geteuid() != 0:
+        d = tmp_path / 'readonly'; d.mkdir(exist_ok=True); d.chmod(0o500)
+        return d
+    d = Path('/sys')
+    probe = d / 'dtir-probe'
+    try: probe.mkdir()
+    except OSError: return d
+    probe.rmdir(); pytest.skip('no unwritable folder on this machine (running as root, /sys writable)')
+
+
+def tree_digest(folder: Path) -> dict:
+    "Every file below `folder` with the SHA-256 of its bytes (what a refused command must leave as it was)."
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).rglob('*')) if p.is_file()}

@@ -6,23 +6,26 @@ Docs: https://dtir.github.io/dtir/paired.html.md"""
 
 # %% ../../nbs/01b_paired.ipynb #e1d4e01d
 from __future__ import annotations
-import functools, re, sys
+import functools, os, re, sys
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
+from ..checkpoint import temp_owner
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'DACLIP_TYPES', 'LAYOUTS', 'ImageReadError', 'read_image', 'write_image', 'list_images', 'layout_paired',
-           'layout_rain100', 'layout_sots', 'layout_snow100k', 'layout_lol', 'layout_gopro', 'layout_raindrop',
-           'layout_srd', 'layout_cbsd68', 'layout_celeba_inpaint', 'layout_daclip', 'clean_folder', 'image_size',
-           'check_pairs', 'data_check_main', 'PairError', 'PairedFolder']
+__all__ = ['IMAGE_EXTS', 'MAX_PIXELS', 'DACLIP_TYPES', 'LAYOUTS', 'ImageReadError', 'apply_orientation', 'decode_image',
+           'read_image', 'write_image', 'scan_folder', 'list_images', 'layout_paired', 'layout_rain100', 'layout_sots',
+           'layout_snow100k', 'layout_lol', 'layout_gopro', 'layout_raindrop', 'layout_srd', 'layout_cbsd68',
+           'layout_celeba_inpaint', 'layout_daclip', 'clean_folder', 'image_size', 'skipped_files', 'check_pairs',
+           'data_check_main', 'PairError', 'PairedFolder']
 
 # %% ../../nbs/01b_paired.ipynb #706085f9
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
+MAX_PIXELS = 178_956_970   # Pillow's decompression-bomb error limit (2 x Image.MAX_IMAGE_PIXELS), for every format and reader
 
 class ImageReadError(OSError):
-    "An image file that cannot be read (missing, truncated, not an image, unsupported)."
+    "An image file that cannot be read (missing, truncated, not an image, unsupported, too large)."
 
 def _to_rgb(a: np.ndarray, path) -> np.ndarray:
     "Integer/float array (H,W), (H,W,C) -> HxWx3 float32 in [0,1] by the rules above."
@@ -43,54 +46,113 @@ def _to_rgb(a: np.ndarray, path) -> np.ndarray:
         return a.astype(np.float32)
     raise ImageReadError(f'{path}: unsupported pixel type {a.dtype}')
 
-def _png_bit_depth(path) -> int:
+def _png_header(path) -> tuple[int, int, int]:
+    "(width, height, bit depth) from a PNG's IHDR; (0, 0, 0) if the file is not a PNG."
     with open(path, 'rb') as f: head = f.read(26)
-    return head[24] if len(head) == 26 and head[:8] == b'\x89PNG\r\n\x1a\n' and head[12:16] == b'IHDR' else 0
+    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n' or head[12:16] != b'IHDR': return 0, 0, 0
+    return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big'), head[24]
 
-def _read_png16(path) -> np.ndarray:
-    import png
-    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
-    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
-    return a.reshape(h, w, info['planes'])
+def _png_bit_depth(path) -> int: return _png_header(path)[2]
 
-def _read_tiff(path) -> np.ndarray:
-    import tifffile
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        a, axes = page.asarray(), page.axes
-    if axes.startswith('S') and a.ndim == 3: a = np.moveaxis(a, 0, -1)
-    return a
+def _check_pixels(path, h: int, w: int):
+    if h * w > MAX_PIXELS:
+        raise ImageReadError(f'{path}: declares {w}x{h} = {h * w:,} pixels, more than the limit of {MAX_PIXELS:,} '
+                             f'(a decompression bomb, or an image to split into tiles first)')
 
-def _read_pil(path) -> np.ndarray:
-    from PIL import Image, ImageFile
-    old, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+def apply_orientation(a: np.ndarray,    # (H, W, ...) pixels as stored
+                      orientation: int, # EXIF orientation tag, 1..8 (anything else: left as is)
+                     ) -> np.ndarray:
+    "Turn an image stored with EXIF `orientation` upright, as PIL's `ImageOps.exif_transpose` does."
+    f = _ORIENT.get(int(orientation))
+    return a if f is None else np.ascontiguousarray(f(a))
+
+def _pil_open(path):
+    import warnings
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        try: im = Image.open(path)
+        except Image.DecompressionBombError as e:
+            w, h, _ = _png_header(path)
+            if w: _check_pixels(path, h, w)
+            raise ImageReadError(f'{path}: {e}') from None
+    _check_pixels(path, im.size[1], im.size[0])
+    return im
+
+def _notes(path, im) -> list[str]:
+    fmt, n = im.format or '?', getattr(im, 'n_frames', 1)
+    ext = Path(path).suffix.lower()
+    named = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP', '.webp': 'WEBP', '.tif': 'TIFF', '.tiff': 'TIFF'}.get(ext)
+    out = [f'{fmt} content under a {ext} name'] if named and fmt != named and fmt != 'MPO' else []
+    if n > 1: out.append(f'{n} frames: only the first is used')
+    return out
+
+def _decode_pil(path) -> tuple[np.ndarray, dict]:
+    from PIL import ImageFile
+    old, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False   # a truncated file is an error
     try:
-        with Image.open(path) as im:
+        with _pil_open(path) as im:
             im.load()
-            mode = im.mode
+            exif, mode, icc, notes = im.getexif(), im.mode, im.info.get('icc_profile'), _notes(path, im)
+            key = 'transparency' in im.info
             if mode == '1': im = im.convert('L')
-            elif mode in ('P', 'PA'): im = im.convert('RGBA' if 'transparency' in im.info or mode == 'PA' else 'RGB')
-            elif mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im = im.convert('RGB')
+            elif mode in ('P', 'PA'): im = im.convert('RGBA' if key or mode == 'PA' else 'RGB')
+            elif mode in ('L', 'RGB') and key: im = im.convert({'L': 'LA', 'RGB': 'RGBA'}[mode])
+            elif mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im, icc = im.convert('RGB'), None
             a = np.asarray(im)
             if mode.startswith('I;16'): a = a.astype(np.uint16)
-            return a
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = old
+    finally: ImageFile.LOAD_TRUNCATED_IMAGES = old
+    o = int(exif.get(0x0112, 1))
+    if 0x0112 in exif: del exif[0x0112]
+    return a, dict(mode=mode, bit_depth=8 * a.dtype.itemsize if a.dtype in (np.uint8, np.uint16) else 0, orientation=o,
+                   icc_profile=icc, exif=exif.tobytes() if len(exif) else None, notes=notes)
+
+def _decode_png16(path) -> tuple[np.ndarray, dict]:
+    import png
+    w, h, _ = _png_header(path)
+    _check_pixels(path, h, w)
+    with _pil_open(path) as im: o, notes = int(im.getexif().get(0x0112, 1)), _notes(path, im)
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info['planes'])
+    return a, dict(mode=None, bit_depth=16, orientation=o, notes=notes)
+
+def _read_png16(path) -> np.ndarray: return _decode_png16(path)[0]
+
+def _decode_tiff(path) -> tuple[np.ndarray, dict]:
+    import tifffile
+    with tifffile.TiffFile(path) as tif:
+        p = tif.pages[0]
+        _check_pixels(path, int(p.imagelength), int(p.imagewidth))
+        a, axes, photo, n = p.asarray(), p.axes, p.photometric.name, len(tif.pages)
+        extra, tag = [int(e) for e in p.extrasamples], p.tags.get('Orientation')
+    if axes.startswith('S') and a.ndim == 3: a = np.moveaxis(a, 0, -1)
+    return a, dict(mode=None, photometric=photo, extrasamples=extra, orientation=int(tag.value) if tag else 1,
+                   bit_depth=8 * a.dtype.itemsize if a.dtype in (np.uint8, np.uint16) else 0,
+                   notes=[f'{n} pages: only the first is used'] if n > 1 else [])
+
+def decode_image(path,  # image file (see IMAGE_EXTS)
+                ) -> tuple[np.ndarray, dict]:
+    "The one image reader of dtir: `(pixels, info)`, upright (EXIF orientation applied), at most `MAX_PIXELS`; errors name the file."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTS: raise ImageReadError(f"{path}: not an image extension ({' '.join(IMAGE_EXTS)})")
+    try:
+        if ext in ('.tif', '.tiff'): a, info = _decode_tiff(path)
+        elif ext == '.png' and _png_bit_depth(path) == 16: a, info = _decode_png16(path)
+        else: a, info = _decode_pil(path)
+    except ImageReadError: raise
+    except Exception as e: raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
+    if a.ndim == 2: a = a[..., None]
+    return apply_orientation(a, info['orientation']), dict(info, format=ext)
 
 def read_image(path,  # image file (see IMAGE_EXTS)
               ) -> np.ndarray:
-    "Read `path` as an HxWx3 float32 array in [0,1] (conversion rules above); errors name the file."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
-    try:
-        ext = path.suffix.lower()
-        if ext in ('.tif', '.tiff'): a = _read_tiff(path)
-        elif ext == '.png' and _png_bit_depth(path) == 16: a = _read_png16(path)
-        else: a = _read_pil(path)
-        return _to_rgb(a, path)
-    except ImageReadError: raise
-    except Exception as e:
-        raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
+    "Read `path` as an upright HxWx3 float32 array in [0,1] (conversion rules above); errors name the file."
+    return _to_rgb(decode_image(path)[0], path)
 
 # %% ../../nbs/01b_paired.ipynb #7b8d92a0
 def _write_png16(path, q, planes):
@@ -137,11 +199,27 @@ def write_image(path,                 # output file; the format follows the exte
 def _natkey(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', p.name)]
 
-def list_images(folder) -> list[Path]:
-    "Image files directly in `folder` (by extension, natural sort order)."
+def _skip_reason(p: Path) -> str | None:
+    "Why a file is not read as an image (None: it is one)."
+    if temp_owner(p.name) is not None: return 'temporary file of an interrupted dtir run'
+    if p.name.startswith('.'): return 'hidden file'
+    if p.suffix.lower() not in IMAGE_EXTS: return f"unsupported file type {p.suffix.lower() or '(no extension)'} (images: {' '.join(IMAGE_EXTS)})"
+    return None
+
+def scan_folder(folder) -> tuple[list[Path], list[tuple[Path, str]]]:
+    "`(images, skipped)`: the image files directly in `folder` (natural order), and every other entry with the reason."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f'folder not found: {folder}')
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS), key=_natkey)
+    images, skipped = [], []
+    for p in sorted(folder.iterdir(), key=_natkey):
+        why = 'subfolder (not searched)' if p.is_dir() else _skip_reason(p) if p.is_file() else 'not a regular file'
+        if why: skipped.append((p, why))
+        else: images.append(p)
+    return images, skipped
+
+def list_images(folder) -> list[Path]:
+    "Image files directly in `folder` (by extension, natural sort order; hidden and temporary files are not images)."
+    return scan_folder(folder)[0]
 
 def _keyed(files, key: Callable, folder) -> dict:
     out = {}
@@ -307,7 +385,7 @@ def clean_folder(root) -> list[Path]:
 
 # %% ../../nbs/01b_paired.ipynb #b7ee27ff
 def image_size(path) -> tuple[int, int]:
-    "(H, W) of an image file from its header (TIFF: first page); errors name the file."
+    "Upright (H, W) of an image file from its header (TIFF: first page), within `MAX_PIXELS`; errors name the file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
     try:
@@ -315,9 +393,13 @@ def image_size(path) -> tuple[int, int]:
             import tifffile
             with tifffile.TiffFile(path) as t:
                 pg = t.pages[0]
-                return int(pg.imagelength), int(pg.imagewidth)
-        from PIL import Image
-        with Image.open(path) as im: return im.size[1], im.size[0]
+                h, w, tag = int(pg.imagelength), int(pg.imagewidth), pg.tags.get('Orientation')
+                o = int(tag.value) if tag else 1
+        else:
+            with _pil_open(path) as im: (w, h), o = im.size, int(im.getexif().get(0x0112, 1))
+        _check_pixels(path, h, w)
+        return (w, h) if o in (5, 6, 7, 8) else (h, w)
+    except ImageReadError: raise
     except Exception as e:
         raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
 
@@ -330,7 +412,7 @@ def _check_one(lq, gt, min_size, full) -> list[str]:
                          else f'missing file: {p}')
             continue
         try: sizes[role] = read_image(p).shape[:2] if full else image_size(p)
-        except Exception as e: probs.append(f'unreadable: {p}: {e}')
+        except Exception as e: probs.append(f'unreadable: {e}' if str(p) in str(e) else f'unreadable: {p}: {e}')   # most errors name the file already
     if len(sizes) == 2 and sizes['input'] != sizes['target']:
         probs.append(f'size mismatch: {lq} is {sizes["input"][0]}x{sizes["input"][1]}, '
                      f'{gt} is {sizes["target"][0]}x{sizes["target"][1]}')
@@ -338,6 +420,18 @@ def _check_one(lq, gt, min_size, full) -> list[str]:
         for role, (h, w) in sizes.items():
             if min(h, w) < min_size: probs.append(f'too small: {lq if role == "input" else gt} is {h}x{w} < min_size {min_size}')
     return probs
+
+def skipped_files(root, pairs: list, layout: str) -> list[tuple[Path, str]]:
+    "Every file under `root` that no pair of `pairs` reads, with the reason."
+    used = {os.path.normpath(str(p)) for lq, gt, _ in pairs for p in (lq, gt) if p is not None}
+    out = []
+    for d, dirs, files in os.walk(root):
+        dirs.sort(key=lambda n: _natkey(Path(n)))
+        for f in sorted(files, key=lambda n: _natkey(Path(n))):
+            p = Path(d) / f
+            if os.path.normpath(str(p)) not in used:
+                out.append((p, _skip_reason(p) or f'in a folder that layout {layout} does not read'))
+    return out
 
 def check_pairs(root,                   # dataset root
                 layout: str = 'paired', # key of LAYOUTS
@@ -351,16 +445,21 @@ def check_pairs(root,                   # dataset root
     for lq, gt, task in pairs:
         counts[str(task)] = counts.get(str(task), 0) + 1
         problems += _check_one(lq, gt, min_size, full)
-    return dict(root=str(root), layout=layout, pairs=len(pairs), counts=counts,
+    skipped = skipped_files(root, pairs, layout)
+    if not pairs: problems.append(f'no image pairs found under {root} (layout {layout})'
+                                  + (f'; {len(skipped)} file(s) skipped, listed above' if skipped else ''))
+    return dict(root=str(root), layout=layout, pairs=len(pairs), counts=counts, skipped=skipped,
                 clean_only=sum(lq is None for lq, _, _ in pairs), problems=list(dict.fromkeys(problems)))
 
 def data_check_main(root, layout: str = 'paired', min_size: int | None = None) -> int:
-    "Print pair counts per task and every problem; 0 when clean, 1 when there are problems."
+    "Print pair counts per task, every skipped file and every problem; 0 when clean, 1 when there are problems (zero pairs is one)."
     try: rep = check_pairs(root, layout, min_size)
     except (OSError, ValueError, KeyError) as e:
         print(f'error: {e}', file=sys.stderr); return 1
     print(f"{rep['root']} (layout {layout}): {rep['pairs']} pairs" + (f", {rep['clean_only']} clean-only" if rep['clean_only'] else ''))
     for t, n in sorted(rep['counts'].items()): print(f"  {'(no task)' if t == 'None' else t}: {n}")
+    for p, why in rep['skipped']: print(f'  SKIPPED {p}: {why}')
+    if rep['skipped']: print(f"{len(rep['skipped'])} file(s) skipped (not read by layout {layout})")
     for p in rep['problems']: print(f'  PROBLEM {p}')
     print(f"{len(rep['problems'])} problem(s)")
     return 1 if rep['problems'] else 0
@@ -380,7 +479,7 @@ class PairedFolder(torch.utils.data.Dataset):
                  full_check: bool = True,     # decode every file up front (False: headers only)
                 ):
         if layout not in LAYOUTS: raise KeyError(f'unknown layout {layout!r}; valid layouts: {", ".join(LAYOUTS)}')
-        pairs = LAYOUTS[layout](root)
+        pairs = every = LAYOUTS[layout](root)
         if task is not None:
             found = sorted({str(t) for *_, t in pairs})
             pairs = [p for p in pairs if p[2] == task]
@@ -393,6 +492,11 @@ class PairedFolder(torch.utils.data.Dataset):
             more = f'\n  ... and {len(probs) - 20} more' if len(probs) > 20 else ''
             raise PairError(f'{root} (layout {layout}): {len(probs)} problem(s):\n  ' + '\n  '.join(probs[:20]) + more)
         self.root, self.layout, self.pairs, self.synth, self.seed = Path(root), layout, pairs, synth, seed
+        unused = [p for p, why in skipped_files(root, every, layout) if p.suffix.lower() in IMAGE_EXTS]
+        if unused:
+            import warnings
+            warnings.warn(f"{root}: {len(unused)} image file(s) not read by layout {layout} (e.g. {unused[0]}); "
+                          f"`dtir data check {root} --layout {layout}` lists them with the reason", stacklevel=2)
 
     def __len__(self): return len(self.pairs)
 
