@@ -14,22 +14,27 @@ from .runner import progress
 from .launch import run_job
 
 # %% auto #0
-__all__ = ['PRETRAIN_KEYS', 'FINETUNE_KEYS', 'ROWS', 'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS',
-           'REAL_SETS', 'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model',
-           'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
+__all__ = ['TRAIN_KEYS', 'DIFFUSION_KEYS', 'PRETRAIN_KEYS', 'PLAIN_KEYS', 'GEF_KEYS', 'FINETUNE_KEYS', 'ROWS', 'PAPER_REG',
+           'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS', 'REAL_SETS', 'key_of',
+           'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model', 'unified', 'unify_steps',
+           'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
-PRETRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'arch', 'width', 'enc_blocks', 'middle_blocks', 'dec_blocks',
-                 'T', 'schedule', 've_smax', 'w_eps', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip',
-                 'grad_accum', 'ema', 'pretrain_steps', 'mixed_precision')
-FINETUNE_KEYS = PRETRAIN_KEYS + ('finetune_steps', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'importance',
-                                 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers',
-                                 'k_shallow', 'layer_decay', 'decay_a')
+TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', 'width', 'enc_blocks', 'middle_blocks',
+              'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'mixed_precision')
+DIFFUSION_KEYS = ('T', 'schedule', 've_smax', 'w_eps')
+PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps',)
+PLAIN_KEYS = TRAIN_KEYS + ('fft_weight',)
+GEF_KEYS = ('finetune_steps', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
+            'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers', 'k_shallow',
+            'layer_decay', 'decay_a')
+FINETUNE_KEYS = PRETRAIN_KEYS + GEF_KEYS
 
 def key_of(cfg: Preset, keys, **extra) -> str:
-    "Short hash of the preset fields `keys` and `extra`."
+    "Short hash of the preset fields `keys`, `extra` and the library's source (`dtir.config.source_hash`)."
+    from dtir.config import source_hash
     d = {k: getattr(cfg, k) for k in keys}
-    return hashlib.sha256(json.dumps({**d, **extra}, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return hashlib.sha256(json.dumps({**d, **extra, '_src': source_hash()}, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
 
@@ -41,21 +46,19 @@ def pretrained(cfg: Preset, root: str | Path, data: str = 'builtin', log=progres
         run_job('pretrain', cfg, out=run, data=data, resume=(run / 'ckpt' / 'meta.json').exists(), progress=False)
     return run / 'model'
 
-def matched(cfg: Preset, pre: str | Path, roots=(), log=progress) -> dict:
-    "Matching results of a pre-trained model (computed once, kept beside it as match.json)."
-    from dtir.match import run_match
-    f = Path(pre) / 'match.json'
-    want = dict(tasks=list(cfg.tasks), match_images=cfg.match_images, match_stride=cfg.match_stride, eval_size=cfg.eval_size,
-                roots=list(roots), mode=cfg.match_mode)
-    if f.exists():
-        s = json.loads(f.read_text())
-        if s.get('request') == want: return s
-    if log: log(f'matching {len(cfg.tasks)} tasks with {pre}')
-    s = run_match(pre, cfg, pre, tasks=cfg.tasks, roots=roots, log=None)
-    s['request'] = want
-    from dtir.runner import atomic_write
-    atomic_write(f, json.dumps(s, indent=1))
-    return s
+def matched(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress) -> dict:
+    "Matching results of `cfg.tasks` for a pre-trained model on the validation split, computed once per task and kept in `cache`."
+    from dtir.match import run_match, match_request
+    req = match_request(cfg, data)
+    cache = Path(cache) if cache else Path(pre).parent / f"match-{hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:10]}"
+    f = cache / 'match.json'
+    have = json.loads(f.read_text())['t_star'] if f.exists() else {}
+    missing = [t for t in cfg.tasks if t not in have]
+    if missing:
+        if log: log(f'matching {len(missing)} task(s) with {pre} -> {cache}')
+        run_match(pre, cfg, cache, tasks=missing, data=data, log=None)
+    s = json.loads(f.read_text())
+    return dict(s, t_star={k: s['t_star'][k] for k in cfg.tasks}, tasks={k: s['tasks'][k] for k in cfg.tasks})
 
 def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre: str | Path | None,
               data: str = 'builtin', seed: int | None = None, steps: int | None = None, plain: bool = False, log=progress) -> Path:
@@ -63,7 +66,7 @@ def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre:
     seed = cfg.seeds[0] if seed is None else seed
     steps = steps or cfg.finetune_steps
     kind = 'plain' if plain else 'ft'
-    if plain: key = key_of(cfg, PRETRAIN_KEYS[:-1] + ('fft_weight',), data=data, task=task, seed=seed, steps=steps, kind=kind)
+    if plain: key = key_of(cfg, PLAIN_KEYS, data=data, task=task, seed=seed, steps=steps, kind=kind)
     else: key = key_of(cfg, FINETUNE_KEYS, data=data, task=task, t=t_star, seed=seed, steps=steps, kind=kind, pre=str(pre))
     run = Path(root) / f'{kind}-{task}-{key}'
     if not _done(run):
@@ -74,7 +77,8 @@ def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre:
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #d620b055
-ROWS = ('plain', 'plain_long', 'no_tmgp', 'no_gef', 'no_reg', 'no_orth', 'full')
+ROWS = ('plain', 'plain_long', 'no_tmgp', 'no_gef', 'no_reg', 'no_orth', 'full', 'full_paper')
+PAPER_REG = dict(lam_reg=0.2, reg_norm='none', reg_when='every', reg_apply='grad')   # the paper's L_reg: lambda 0.2, summed, every step
 ROW_OVERRIDES = {
     'plain': {},                 # plain=True: no time input, random init, L_rec only, cfg.finetune_steps
     'plain_long': {},            # plain=True, cfg.pretrain_steps + cfg.finetune_steps steps (the compute of pre-training + fine-tuning)
@@ -82,17 +86,18 @@ ROW_OVERRIDES = {
     'no_gef': {'gef': False},    # pre-trained init, L_rec only ("w/o GEF")
     'no_reg': {'reg': False},    # GEF without the importance regularisation L_reg
     'no_orth': {'orth': False},  # GEF without the gradient orthogonality L_orth
-    'full': {},                  # the preset as is
+    'full': {},                  # the settings given (Setting A passes the validation-selected ones: dtir.select)
+    'full_paper': PAPER_REG,     # the paper's regulariser on the settings given (Setting A passes the preset as is)
 }
 PLAIN_ROWS = ('plain', 'plain_long')
-SEEDED_ROWS = ('plain', 'plain_long', 'full')
+SEEDED_ROWS = ('plain', 'plain_long', 'full', 'full_paper')
 
 def row_steps(cfg: Preset, row: str) -> int:
     "Training steps of a row."
     return cfg.pretrain_steps + cfg.finetune_steps if row == 'plain_long' else cfg.finetune_steps
 
 def row_seeds(cfg: Preset, row: str) -> list[int]:
-    "Seeds of a row: every seed for plain, plain_long and full; the first for the ablations."
+    "Seeds of a row: every seed for plain, plain_long, full and full_paper; the first for the ablations."
     return list(cfg.seeds) if row in SEEDED_ROWS else [cfg.seeds[0]]
 
 def row_model(cfg: Preset, root: str | Path, row: str, task: str, t_star: int | None, pre, data: str = 'builtin',
@@ -112,7 +117,7 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
     steps = steps or cfg.finetune_steps
     kind = 'unified-plain' if plain else 'unified-ours'
     tasks_key = list(t_stars) if plain else [[k, int(v)] for k, v in t_stars.items()]
-    keys = PRETRAIN_KEYS[:-1] + ('fft_weight',) if plain else FINETUNE_KEYS
+    keys = PLAIN_KEYS if plain else FINETUNE_KEYS
     run = Path(root) / f"{kind}-{key_of(cfg, keys, data=data, tasks=tasks_key, seed=seed, steps=steps, kind=kind, pre=None if plain else str(pre))}"
     if not _done(run):
         if log: log(f'{kind} on {len(t_stars)} tasks (seed {seed}, {steps} steps) -> {run.name}')
@@ -144,7 +149,7 @@ def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data
                     seed: int | None = None, log=progress) -> Path:
     "The blind t* estimator's `model/` folder for the prompts `t_stars`, trained once."
     seed = cfg.seeds[0] if seed is None else seed
-    keys = ('seed', 'data', 'patch', 'batch', 'augment', 'lr', 'lr_min', 'betas', 'estimator_steps')
+    keys = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'lr', 'lr_min', 'betas', 'estimator_steps')
     run = Path(root) / f"estimator-{key_of(cfg, keys, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed)}"
     if not _done(run):
         if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(set(t_stars.values()))} classes) -> {run.name}')
@@ -161,7 +166,7 @@ def diffuir_model(cfg: Preset, root: str | Path, tasks: str | list[str], data: s
     steps = steps or cfg.finetune_steps
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     c = replace(cfg, width=width or cfg.width)
-    run = Path(root) / f"diffuir-{tasks[0] if len(tasks) == 1 else 'unified'}-{key_of(c, PRETRAIN_KEYS[:-1], data=data, tasks=tasks, seed=seed, steps=steps, kind='diffuir')}"
+    run = Path(root) / f"diffuir-{tasks[0] if len(tasks) == 1 else 'unified'}-{key_of(c, PLAIN_KEYS, data=data, tasks=tasks, seed=seed, steps=steps, kind='diffuir')}"
     if not _done(run):
         if log: log(f'diffuir {"+".join(tasks)} (width {c.width}, seed {seed}, {steps} steps) -> {run.name}')
         run_job('train_diffuir', cfg, tasks if len(tasks) > 1 else tasks[0], out=run, data=data, steps=steps, width=c.width,

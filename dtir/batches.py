@@ -13,24 +13,30 @@ from .config import Preset
 from .train import step_seed, step_generator
 
 # %% auto #0
-__all__ = ['clean_train_images', 'clean_batches', 'task_batches', 'PairedPatchSampler', 'paired_batches', 'multi_paired_batches',
-           'eval_set', 'predict']
+__all__ = ['full_train_images', 'clean_train_images', 'clean_batches', 'task_batches', 'PairedPatchSampler', 'paired_batches',
+           'multi_paired_batches', 'eval_set', 'predict', 'val_set', 'splits']
 
 # %% ../nbs/13a_batches.ipynb #37e25560
-def clean_train_images(data: str = 'builtin') -> list[np.ndarray]:
-    "Clean training images (HxWx3 float32) from the built-in set or a folder with `target/`."
+def full_train_images(data: str = 'builtin') -> list[tuple[str, np.ndarray]]:
+    "The whole clean training photos as (name, HxWx3 float32): the built-in training split or a folder's `target/`."
     if data == 'builtin':
         from dtir.data.builtin import builtin_images
-        return [im for _, im in builtin_images('train')]
+        return builtin_images('train')
     from dtir.data.paired import clean_folder, read_image
     root = Path(data)
     if not root.exists(): raise FileNotFoundError(f"--data {data}: folder not found")
-    return [read_image(p) for p in clean_folder(root)]
+    return [(f'{root.name}/{p.name}', read_image(p)) for p in clean_folder(root)]
+
+def clean_train_images(data: str = 'builtin', val_size: int = 0) -> list[tuple[str, np.ndarray]]:
+    "The training part of the clean training photos: each image without its bottom `val_size` rows (the validation band)."
+    from dtir.data.builtin import split_rows
+    ims = full_train_images(data)
+    return ims if not val_size else [(n, split_rows(a, val_size, 'train', n)) for n, a in ims]
 
 def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None) -> Callable[[int], dict]:
-    "`step -> {'x': (B,3,P,P)}`: clean patches, a deterministic function of (seed, step)."
+    "`step -> {'x': (B,3,P,P)}`: clean patches of the training split, a deterministic function of (seed, step)."
     from dtir.data.builtin import PatchSampler
-    s = PatchSampler(clean_train_images(data), cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
+    s = PatchSampler(clean_train_images(data, cfg.val_size), cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
     return lambda step: {'x': s.batch_at(step)}
 
 # %% ../nbs/13a_batches.ipynb #f22d684c
@@ -50,7 +56,7 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
         if len(names) > 1: return multi_paired_batches(cfg, data, tasks, seed=seed)
         return paired_batches(cfg, data, t=tasks[names[0]], seed=seed)
     from dtir.data.builtin import PatchSampler
-    s = PatchSampler(clean_train_images(data), cfg.patch, cfg.batch, augment=cfg.augment, seed=seed)
+    s = PatchSampler(clean_train_images(data, cfg.val_size), cfg.patch, cfg.batch, augment=cfg.augment, seed=seed)
     def fn(step: int) -> dict:
         x = s.batch_at(step)
         if len(names) == 1: which = [names[0]] * x.shape[0]
@@ -95,7 +101,7 @@ def paired_batches(cfg: Preset, root: str, t: int | None = None, layout: str = '
     from dtir.data.paired import PairedFolder
     ds = PairedFolder(root, layout=layout, min_size=cfg.patch)
     items = [ds[i] for i in range(len(ds))]
-    pairs = [(_hwc(it['lq']), _hwc(it['gt'])) for it in items]
+    pairs = _split_pairs(items, cfg.val_size, 'train')
     s = PairedPatchSampler(pairs, cfg.patch, cfg.batch, cfg.augment, cfg.seed if seed is None else seed,
                            names=[str(it['lq_path']) for it in items])
     def fn(step: int) -> dict:
@@ -115,7 +121,7 @@ def multi_paired_batches(cfg: Preset, root: str, tasks: dict[str, int | None], l
     for t in names:
         ds = PairedFolder(Path(root) / t, layout=layout, min_size=cfg.patch)
         items = [ds[i] for i in range(len(ds))]
-        samplers[t] = PairedPatchSampler([(_hwc(it['lq']), _hwc(it['gt'])) for it in items], cfg.patch, 1, cfg.augment,
+        samplers[t] = PairedPatchSampler(_split_pairs(items, cfg.val_size, 'train'), cfg.patch, 1, cfg.augment,
                                          seed, names=[str(it['lq_path']) for it in items])
     def fn(step: int) -> dict:
         g = step_generator(seed, step, 'task')
@@ -123,6 +129,15 @@ def multi_paired_batches(cfg: Preset, root: str, tasks: dict[str, int | None], l
         ys, xs = zip(*(samplers[w].batch_at(step * cfg.batch + i) for i, w in enumerate(which)))
         return {'y': torch.cat(ys), 'x': torch.cat(xs), 't': _t_tensor([tasks[w] for w in which]), 'task': which}
     return fn
+
+def _split_pairs(items: list[dict], val_size: int, part: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    "(lq, gt) of each pair cut to its training rows or its validation band (the same rows of both)."
+    from dtir.data.builtin import split_rows
+    out = []
+    for it in items:
+        lq, gt, n = _hwc(it['lq']), _hwc(it['gt']), str(it['lq_path'])
+        out.append((lq, gt) if not val_size else (split_rows(lq, val_size, part, n), split_rows(gt, val_size, part, n)))
+    return out
 
 def _hwc(a) -> np.ndarray:
     if torch.is_tensor(a): a = a.permute(1, 2, 0).numpy() if a.ndim == 3 and a.shape[0] in (1, 3) else a.numpy()
@@ -150,3 +165,31 @@ def predict(net: torch.nn.Module, y: torch.Tensor, t=None, bs: int = 8) -> torch
         out.append((yb - net(yb, tb)).clamp(0, 1).cpu())
     net.train(was)
     return torch.cat(out)
+
+# %% ../nbs/13a_batches.ipynb #1640800f
+def val_set(cfg: Preset, task: str, data: str = 'builtin', n: int | None = None, seed: int = 4321) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    "`(y, x, names)`: n fixed validation pairs of `task` from the training photos' validation bands (never a test crop)."
+    from dtir.data.builtin import val_crops
+    from dtir.data.degrade import degrade
+    n = n or cfg.n_val
+    root = Path(data) / task if data != 'builtin' and (Path(data) / task / 'input').is_dir() else Path(data)
+    if data != 'builtin' and (root / 'input').is_dir():   # a paired folder: the same crops of the bands of its real pairs
+        from dtir.data.paired import PairedFolder
+        ds = PairedFolder(root, min_size=cfg.patch)
+        items = [ds[i] for i in range(len(ds))]
+        x, names = val_crops([(str(it['gt_path']), _hwc(it['gt'])) for it in items], cfg.val_size, n, seed)
+        y, _ = val_crops([(str(it['lq_path']), _hwc(it['lq'])) for it in items], cfg.val_size, n, seed)
+        return y, x, names
+    x, names = val_crops(full_train_images(data), cfg.val_size, n, seed)
+    y = torch.cat([degrade(x[i:i + 1], task, 'id', seed=step_seed(seed, i, f'val-{task}')) for i in range(len(x))])
+    return y, x, names
+
+def splits(cfg: Preset, data: str = 'builtin', roots: Sequence[str] = ()) -> dict[str, list[str]]:
+    "The pixels of each split, for `results.json` (`meta.splits`): training rows, validation crops, test crops."
+    from dtir.data.builtin import clean_eval_images
+    if data == 'builtin' or (Path(data) / 'target').is_dir():
+        train = [f'{n}@rows 0-{a.shape[0] - cfg.val_size - 1}' for n, a in full_train_images(data)]
+    else: train = [f'{data}: every pair, the rows above its bottom {cfg.val_size}']
+    val = val_set(cfg, (cfg.setting_a_tasks or cfg.tasks)[0], data)[2]   # the same crops for every task
+    test = clean_eval_images(cfg.eval_size, cfg.n_eval, roots=tuple(roots), seed=1234)[1]
+    return dict(train=train, val=val, test=test, val_size=cfg.val_size, crop=cfg.eval_size)

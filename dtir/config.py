@@ -6,12 +6,12 @@ Docs: https://dtir.github.io/dtir/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #77060513
 from __future__ import annotations
-import configparser, typing
+import configparser, functools, math, typing
 from dataclasses import dataclass, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TASKS', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset', 'preset_hash', 'preset_dict']
+__all__ = ['TASKS', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset', 'preset_hash', 'preset_dict', 'source_hash']
 
 # %% ../nbs/00_config.ipynb #d97b0fa4
 TASKS = ('blur', 'haze', 'jpeg', 'lowlight', 'noise', 'raindrop', 'rain', 'shadow', 'snow', 'inpaint')
@@ -24,13 +24,15 @@ class Preset:
     seed: int = 0                       # seed of single runs
     seeds: tuple[int, ...] = (0,)       # seeds of the rows that report mean and spread
     device: str = 'auto'                # auto|cpu|cuda
-    mixed_precision: str = 'no'         # no|fp16|bf16 (Accelerate)
+    mixed_precision: str = 'no'         # no|bf16 (Accelerate); fp16 is refused: it needs a loss scaler
     # data
     data: str = 'builtin'               # builtin or a paired-folder root
     patch: int = 64                     # training patch size (px)
     batch: int = 8
     augment: bool = True                # flips and 90-degree rotations of training patches
     eval_size: int = 128                # centre crop of evaluation images (0 = full image)
+    val_size: int = 64                  # validation crops (px): a band of this height at the bottom of every training photo
+    n_val: int = 16                     # validation crops per task (every choice is made on these, never on test crops)
     n_eval: int = 24                    # evaluation crops per task (0 = every test image once)
     tasks: tuple[str, ...] = TASKS
     setting_a_tasks: tuple[str, ...] = ('haze', 'rain', 'snow', 'lowlight')
@@ -61,7 +63,7 @@ class Preset:
     fft_weight: float = 0.0             # weight of the optional FFT term of L_rec
     # matching (Algorithm 2)
     match_mode: str = 'onestep'         # onestep|reverse: which curve defines t*
-    match_images: int = 12              # validation pairs per degradation
+    match_images: int = 12              # validation crops per degradation used by matching (of the n_val validation crops)
     match_stride: int = 1               # t grid stride of the (costly) reverse-mode curve; the one-step curve is dense
     noise_sigmas: tuple[float, ...] = (5, 10, 15, 25, 35, 50, 75)  # /255, noise-level analysis
     # GEF (DESIGN.md 4)
@@ -71,6 +73,9 @@ class Preset:
     p_mix: float = 0.1
     reg: bool = True
     lam_reg: float = 0.2
+    reg_norm: str = 'none'              # none: Omega as measured | mean: Omega / its mean over all parameters (lambda scale-free)
+    reg_when: str = 'every'             # every: L_reg on every step | mixed: only on the mixed generative steps (authors' release)
+    reg_apply: str = 'grad'             # grad: through the gradient (Adam rescales it) | decoupled: after the optimiser step, as AdamW's decay
     importance: str = 'abs'             # abs|fisher
     importance_batches: int = 8
     orth: bool = True
@@ -88,6 +93,7 @@ class Preset:
     moe: bool = True
     moe_experts: int = 10
     estimator_steps: int = 300
+    select_steps: int = 0               # steps of each run of the validation selection (0: finetune_steps)
     # analyses
     mix_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5)
     tsne_per_task: int = 16
@@ -152,16 +158,34 @@ def _parse_overrides(overrides) -> dict[str, str]:
 def validate(p: Preset) -> Preset:
     "Check value ranges and choices; raise `ValueError` naming the key."
     def bad(k, msg): raise ValueError(f"preset '{p.name}': {k} {msg} (got {getattr(p, k)!r})")
+    fin = math.isfinite
     if p.T < 2: bad('T', 'must be >= 2')
-    for k in ('patch', 'batch', 'width', 'grad_accum'):
+    for k in ('patch', 'batch', 'width', 'grad_accum', 'pretrain_steps', 'finetune_steps', 'stage_steps', 'estimator_steps',
+              'log_every', 'ckpt_every', 'importance_batches', 'match_images', 'match_stride', 'val_size', 'n_val', 'tsne_per_task'):
         if getattr(p, k) < 1: bad(k, 'must be >= 1')
+    for k in ('eval_size', 'n_eval', 'warmup', 'select_steps'):
+        if getattr(p, k) < 0: bad(k, 'must be >= 0')
+    for k in ('lam_reg', 'alpha_orth', 'w_eps', 'fft_weight', 'orth_gamma', 'decay_a', 'weight_decay', 'grad_clip'):
+        v = getattr(p, k)
+        if not (fin(v) and v >= 0): bad(k, 'must be a finite number >= 0')
+    if not (fin(p.lr) and p.lr > 0): bad('lr', 'must be a finite number > 0')
+    if not (fin(p.lr_min) and 0 <= p.lr_min <= p.lr): bad('lr_min', f'must lie in [0, lr={p.lr}]')
+    if not (fin(p.ve_smax) and p.ve_smax > 0): bad('ve_smax', 'must be a finite number > 0')
+    if len(p.betas) != 2 or not all(0 <= b < 1 for b in p.betas): bad('betas', 'must be two numbers in [0, 1)')
+    if not p.seeds: bad('seeds', 'must name at least one seed')
+    if not all(0 <= r <= 1 for r in p.mix_ratios): bad('mix_ratios', 'must lie in [0, 1]')
+    if not all(fin(s) and s > 0 for s in p.noise_sigmas): bad('noise_sigmas', 'must be finite numbers > 0')
+    if p.reg_norm not in ('none', 'mean'): bad('reg_norm', 'must be none or mean')
+    if p.reg_when not in ('every', 'mixed'): bad('reg_when', 'must be every or mixed')
+    if p.reg_apply not in ('grad', 'decoupled'): bad('reg_apply', 'must be grad or decoupled')
     if not 0 <= p.p_mix <= 1: bad('p_mix', 'must lie in [0, 1]')
     if p.schedule not in ('vp', 've', 'cosine'): bad('schedule', "must be one of vp, ve, cosine")
     if p.importance not in ('abs', 'fisher'): bad('importance', 'must be abs or fisher')
     if p.orth_form not in ('batch', 'sample'): bad('orth_form', 'must be batch or sample')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
     if p.match_mode not in ('onestep', 'reverse'): bad('match_mode', 'must be onestep or reverse')
-    if p.mixed_precision not in ('no', 'fp16', 'bf16'): bad('mixed_precision', 'must be no, fp16 or bf16')
+    if p.mixed_precision not in ('no', 'bf16'):
+        bad('mixed_precision', "must be no or bf16 (fp16 needs loss scaling, which GEF's own backward passes do not do)")
     if len(p.enc_blocks) != len(p.dec_blocks): bad('dec_blocks', f'must have as many levels as enc_blocks {p.enc_blocks}')
     if not 0 <= p.ema < 1: bad('ema', 'must lie in [0, 1)')
     if p.k_shallow < 0: bad('k_shallow', 'must be >= 0')
@@ -200,3 +224,15 @@ def preset_hash(p: Preset, **extra) -> str:
 def preset_dict(p: Preset) -> dict:
     "The preset as a JSON-friendly dict (tuples as lists)."
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(p).items()}
+
+# %% ../nbs/00_config.ipynb #7929ef3d
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    "SHA-256 (16 hex digits) of the library's sources (`dtir/**/*.py` but `_modidx.py`), by relative path and content."
+    import hashlib
+    root = Path(__file__).resolve().parent if '__file__' in globals() else repo_root() / 'dtir'
+    h = hashlib.sha256()
+    for f in sorted(root.rglob('*.py')):
+        if f.name == '_modidx.py' or '__pycache__' in f.parts: continue
+        h.update(f.relative_to(root).as_posix().encode() + b'\0' + f.read_bytes() + b'\0')
+    return h.hexdigest()[:16]

@@ -145,6 +145,7 @@ def pretrain_loss(net: nn.Module,                 # residual network, called as 
                   eps: Tensor | None = None,      # the noise (default: standard normal)
                   generator: torch.Generator | None = None,
                   w_eps: float = 0.0,             # weight of the optional eps-MSE term
+                  reduce: bool = True,            # False: a (B,) tensor of per-sample losses (the per-sample L_orth needs them)
                  ) -> tuple[Tensor, dict]:
     "TMGP's `L_pre = |(x_t - net(x_t, t)) - x0|_1` (+ `w_eps` MSE of the implied eps), DESIGN.md 3."
     B = x0.shape[0]
@@ -156,12 +157,13 @@ def pretrain_loss(net: nn.Module,                 # residual network, called as 
     if eps is None: eps = _randn(x0.shape, x0, generator)
     xt = schedule.q_sample(x0, ti, eps)
     x0_hat = xt - net(xt, t)
-    l1 = (x0_hat - x0).abs().mean()
+    l1 = (x0_hat - x0).abs().flatten(1).mean(1)
     a, s = schedule.coef(ti, x0)
     with torch.set_grad_enabled(torch.is_grad_enabled() and bool(w_eps)):  # logged only, unless weighted
-        eps_mse = ((xt - a * x0_hat) / s - eps).pow(2).mean()
+        eps_mse = ((xt - a * x0_hat) / s - eps).pow(2).flatten(1).mean(1)
     loss = l1 + w_eps * eps_mse if w_eps else l1
-    return loss, {'loss': loss.item(), 'l1': l1.item(), 'eps_mse': eps_mse.item(), 't_mean': ti.double().mean().item()}
+    if reduce: loss = loss.mean()
+    return loss, {'loss': loss.mean().item(), 'l1': l1.mean().item(), 'eps_mse': eps_mse.mean().item(), 't_mean': ti.double().mean().item()}
 
 def rec_loss(net: nn.Module,          # residual network, called as net(y, t)
              y: Tensor,               # degraded batch

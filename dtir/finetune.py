@@ -16,16 +16,17 @@ from .checkpoint import load_checkpoint, load_weights
 from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
 
 # %% auto #0
-__all__ = ['importance_for', 'gef_step_fn', 'check_t_star', 'finetune', 'train_plain', 'model_prompt', 'evaluate']
+__all__ = ['importance_for', 'gef_step_fn', 'check_t_star', 'finetune', 'write_stats', 'train_plain', 'model_prompt', 'evaluate']
 
 # %% ../nbs/21_finetune.ipynb #ea4b17c9
-def importance_for(ckpt: str | Path, net, cfg: Preset, data: str = 'builtin', log=None) -> dict[str, torch.Tensor]:
-    "Load or compute (and cache beside `ckpt`) the parameter importance of the pre-trained `net`."
+def importance_for(cache: str | Path | None, net, cfg: Preset, data: str = 'builtin', log=None) -> dict[str, torch.Tensor]:
+    "The importance of `net` under `L_pre` as pre-training optimised it (`w_eps` included); cached in the folder `cache` if given."
     from dtir.gef import compute_importance, save_importance, load_importance, params_fingerprint
     from dtir.diffusion import pretrain_loss, schedule_for
-    path = Path(ckpt) / f'importance-{cfg.importance}-{cfg.importance_batches}.safetensors'
-    meta = dict(checkpoint=params_fingerprint(net), kind=cfg.importance, batches=cfg.importance_batches, data=data)
-    if path.exists():
+    path = None if cache is None else Path(cache) / f'importance-{cfg.importance}-{cfg.importance_batches}.safetensors'
+    meta = dict(checkpoint=params_fingerprint(net), kind=cfg.importance, batches=cfg.importance_batches, data=data, w_eps=cfg.w_eps,
+                val_size=cfg.val_size)
+    if path is not None and path.exists():
         try: return load_importance(path, expect_meta=meta)[0]
         except (ValueError, FileNotFoundError) as e:
             if log: log(f'recomputing importance: {e}')
@@ -33,9 +34,9 @@ def importance_for(ckpt: str | Path, net, cfg: Preset, data: str = 'builtin', lo
     bf = clean_batches(cfg, data, seed=cfg.seed + 10_007)
     dev = next(net.parameters()).device
     def loss_fn(net, batch):
-        return pretrain_loss(net, batch['x'].to(dev), sch, generator=step_generator(cfg.seed, batch['i'], 'importance'))[0]
+        return pretrain_loss(net, batch['x'].to(dev), sch, generator=step_generator(cfg.seed, batch['i'], 'importance'), w_eps=cfg.w_eps)[0]
     omega = compute_importance(net, loss_fn, ({**bf(i), 'i': i} for i in range(cfg.importance_batches)), kind=cfg.importance)
-    save_importance(path, omega, meta)
+    if path is not None: save_importance(path, omega, meta)
     return omega
 
 # %% ../nbs/21_finetune.ipynb #b9fd5aca
@@ -43,34 +44,39 @@ def _per_sample_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().flatten(1).mean(1)
 
 def gef_step_fn(cfg: Preset, net, schedule, theta0: dict | None, omega: dict | None, seed: int = 0):
-    "The `step_fn` of (GEF) fine-tuning under the preset's switches."
-    from dtir.gef import gef_backward, gen_param_selection, layer_decay_weights, reg_apply_, mix_iteration
+    "The `step_fn` of (GEF) fine-tuning under the preset's switches, composed by `dtir.gef.gef_plan` (decoupled L_reg: `.after_step`)."
+    from dtir.gef import gef_backward, gef_plan, reg_apply_, reg_prox_, mix_iteration, normalize_importance
     from dtir.diffusion import rec_loss, pretrain_loss
-    use_gef = cfg.gef and cfg.tmgp
-    gen_params = gen_param_selection(net, cfg.gen_layers, cfg.k_shallow) if use_gef and cfg.mix else []
-    sample = use_gef and cfg.orth and cfg.orth_form == 'sample'   # the per-sample form needs (B,) losses
+    plan = gef_plan(net, cfg)
+    sample = plan.orth_form == 'sample'   # the per-sample form needs (B,) losses
     if sample and cfg.fft_weight: raise ValueError("orth_form=sample supports fft_weight=0 only")
+    use_reg = plan.reg and omega is not None
+    if use_reg: omega = normalize_importance(omega, cfg.reg_norm)
+    last = {}                             # the step's mean prompt and mix flag, for the decoupled regulariser after the optimiser step
     def step_fn(net, batch, step, scale):
         y, x, t = batch['y'], batch['x'], batch['t']
         L_rec = _per_sample_l1(y - net(y, t), x) if sample else rec_loss(net, y, x, t, cfg.fft_weight)[0]
-        if not use_gef:
+        if not plan.on:
             (L_rec * scale).backward()
             return {'loss_rec': L_rec.item()}
+        mixed = plan.mix and mix_iteration(step, cfg.p_mix, seed)
         L_gen = None
-        if cfg.mix and gen_params and mix_iteration(step, cfg.p_mix, seed):
-            if sample:
-                xt = schedule.q_sample(x, batch['gen_t'], batch['gen_eps'])
-                L_gen = _per_sample_l1(xt - net(xt, batch['gen_t']), x)
-            else: L_gen = pretrain_loss(net, x, schedule, t=batch['gen_t'], eps=batch['gen_eps'])[0]
+        if mixed:   # L_gen = L_pre, the loss pre-training optimised (its eps term included)
+            L_gen = pretrain_loss(net, x, schedule, t=batch['gen_t'], eps=batch['gen_eps'], w_eps=cfg.w_eps, reduce=not sample)[0]
         t_mean = float(t.float().mean()) if t is not None else 1.0
-        decay = layer_decay_weights([n for n, _ in gen_params], t_mean, cfg.decay_a) if cfg.layer_decay and gen_params else None
-        logs = gef_backward(net, L_rec, L_gen, None, gen_params, decay, alpha=cfg.alpha_orth if cfg.orth else 0.0,
-                            orth=(cfg.orth_form if cfg.orth else None), scale=scale, gamma=cfg.orth_gamma)
-        if cfg.reg and omega is not None:   # closed-form gradient of L_reg (dtir.gef.reg_apply_), no graph
-            logs['reg'] = reg_apply_(dict(net.named_parameters()), theta0, omega, decay, cfg.lam_reg, scale=scale)
+        last.update(t=t_mean, mixed=mixed)
+        logs = gef_backward(net, L_rec, L_gen, None, plan.gen, plan.gen_weights(t_mean), alpha=plan.alpha, orth=plan.orth_form,
+                            scale=scale, orth_params=plan.orth, gamma=cfg.orth_gamma)
+        logs.pop('reg', None)
+        if use_reg and cfg.reg_apply == 'grad' and plan.reg_now(mixed):   # closed-form gradient of L_reg, no graph
+            logs['reg'] = reg_apply_(dict(net.named_parameters()), theta0, omega, plan.reg_weights(t_mean), cfg.lam_reg, scale=scale)
             logs['total'] += logs['reg']
-        else: logs.pop('reg', None)
         return {('loss_' + k if k in ('rec', 'gen', 'reg', 'orth', 'total') else k): float(v) for k, v in logs.items()}
+    def after_step(net, step, lr):
+        if not plan.reg_now(last.get('mixed', False)): return {}
+        return {'loss_reg': reg_prox_(dict(net.named_parameters()), theta0, omega, plan.reg_weights(last['t']), cfg.lam_reg, lr)}
+    step_fn.plan = plan
+    step_fn.after_step = after_step if use_reg and cfg.reg_apply == 'decoupled' else None
     return step_fn
 
 # %% ../nbs/21_finetune.ipynb #62d218f4
@@ -86,11 +92,12 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
              data: str = 'builtin',
              steps: int | None = None,   # default cfg.finetune_steps
              resume: bool = False,
+             overwrite: bool = False,    # replace a finished (or unfinished) run in out
              progress: bool = True,
              seed: int | None = None,
              log=None) -> Path:
     "Fine-tune (GEF or an ablation) for a task; returns the `model/` folder."
-    from dtir.gef import snapshot_params, check_depth_groups
+    from dtir.gef import snapshot_params, check_depth_groups, frac_at_theta0
     from dtir.diffusion import schedule_for
     seed = cfg.seed if seed is None else seed
     tasks = dict(task) if isinstance(task, dict) else {task: t_star}
@@ -101,7 +108,11 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
     parent = None
     if cfg.tmgp:
         if ckpt is None: raise ValueError("fine-tuning with tmgp=True needs the pre-trained checkpoint (ckpt)")
+        if not Path(ckpt).is_dir(): raise FileNotFoundError(f"--ckpt {ckpt}: pre-trained model folder not found")
         weights, meta, _ = load_checkpoint(ckpt)
+        if meta.get('kind') != 'pretrain':
+            raise ValueError(f"--ckpt {ckpt} is a '{meta.get('kind')}' checkpoint, not a pre-trained one: fine-tune from the model/ "
+                             f"folder of `dtir pretrain` (GEF's theta0 and importance are those of the pre-trained model)")
         check_compatible(meta, cfg, f'pre-trained checkpoint {ckpt}')
         load_weights(net, weights, str(ckpt)); parent = str(ckpt)
     if cfg.gef and cfg.tmgp:
@@ -111,18 +122,29 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
     sch = schedule_for(cfg)
     theta0 = omega = None
     if cfg.gef and cfg.tmgp and cfg.reg:
-        omega = importance_for(ckpt, net, cfg, data, log)
-        theta0 = snapshot_params(net)
+        omega = importance_for(None, net, cfg, data, log)   # deterministic; recomputed on resume, never written beside ckpt
+    if cfg.tmgp: theta0 = snapshot_params(net)
     steps = steps or cfg.finetune_steps
     kind = 'finetune' if cfg.tmgp else 'scratch'
     bf = with_diffusion_noise(task_batches(cfg, tasks, data, seed=seed), cfg.T, seed, prefix='gen_', purpose='gen')
     tr = Trainer(cfg, net, bf, gef_step_fn(cfg, net, sch, theta0, omega, seed),
                  RunSpec(kind, steps, seed, dict(tasks=tasks, data=data, parent=parent)), out,
-                 meta=dict(model=spec, schedule=schedule_meta(cfg), t_star=tasks), progress=progress)
-    return tr.fit(resume=resume)
+                 meta=dict(model=spec, schedule=schedule_meta(cfg), t_star=tasks), progress=progress, overwrite=overwrite)
+    model = tr.fit(resume=resume)
+    if theta0 is not None: write_stats(out, dict(frac_at_theta0=frac_at_theta0(dict(net.named_parameters()), theta0)))
+    return model
+
+def write_stats(out: str | Path, stats: dict) -> Path:
+    "Merge `stats` into the run folder's `stats.json` (atomically)."
+    import json
+    from dtir.runner import atomic_write
+    f = Path(out) / 'stats.json'
+    old = json.loads(f.read_text()) if f.exists() else {}
+    atomic_write(f, json.dumps({**old, **stats}, indent=1))
+    return f
 
 def train_plain(cfg: Preset, task: str | list[str], out: str | Path, data: str = 'builtin', steps: int | None = None,
-                resume: bool = False, progress: bool = True, seed: int | None = None) -> Path:
+                resume: bool = False, progress: bool = True, seed: int | None = None, overwrite: bool = False) -> Path:
     "The plain baseline: same backbone, no time input, random init, L_rec only."
     seed = cfg.seed if seed is None else seed
     tasks = {t: None for t in ([task] if isinstance(task, str) else task)}
@@ -130,7 +152,7 @@ def train_plain(cfg: Preset, task: str | list[str], out: str | Path, data: str =
     pcfg = replace(cfg, gef=False)
     tr = Trainer(cfg, net, task_batches(cfg, tasks, data, seed=seed), gef_step_fn(pcfg, net, None, None, None, seed),
                  RunSpec('plain', steps or cfg.finetune_steps, seed, dict(tasks=list(tasks), data=data)), out,
-                 meta=dict(model=spec, schedule=None, t_star=None), progress=progress)
+                 meta=dict(model=spec, schedule=None, t_star=None), progress=progress, overwrite=overwrite)
     return tr.fit(resume=resume)
 
 # %% ../nbs/21_finetune.ipynb #12a6ccdb
@@ -138,9 +160,12 @@ def model_prompt(meta: dict, task: str | None = None) -> int | None:
     "The prompt a checkpoint was trained with for `task` (None for a network without time input)."
     ts = meta.get('t_star')
     if not meta.get('model', {}).get('time', False) or ts is None: return None
-    if task is None and len(ts) == 1: return int(next(iter(ts.values())))
+    if task is None and len(ts) == 1: task = next(iter(ts))
     if task not in ts: raise KeyError(f"checkpoint has no prompt for task '{task}'; it knows {list(ts)}")
-    return int(ts[task])
+    v = ts[task]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"checkpoint meta.json: t* of task '{task}' is {v!r}, not an integer (the file was edited or damaged)")
+    return v
 
 def evaluate(ckpt: str | Path, cfg: Preset, task: str, severity: str = 'id', roots=(), lpips: bool = True,
              t: int | None = None) -> dict:

@@ -7,6 +7,7 @@ Docs: https://dtir.github.io/dtir/gef.html.md"""
 # %% ../nbs/20_gef.ipynb #37c437af
 from __future__ import annotations
 import hashlib, json, math, os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -19,8 +20,8 @@ from torch.utils._pytree import tree_map
 # %% auto #0
 __all__ = ['check_depth_groups', 'shallow_params', 'gen_param_selection', 'layer_decay_weights', 'compute_importance',
            'params_fingerprint', 'snapshot_params', 'save_importance', 'load_importance', 'reg_loss', 'reg_apply_',
-           'grad_cosine', 'orth_loss_batch', 'orth_loss_rows', 'per_sample_grads', 'orth_loss_sample', 'gef_backward',
-           'mix_iteration']
+           'normalize_importance', 'reg_prox_', 'frac_at_theta0', 'grad_cosine', 'orth_loss_batch', 'orth_loss_rows',
+           'per_sample_grads', 'orth_loss_sample', 'gef_backward', 'mix_iteration', 'GefPlan', 'gef_plan']
 
 # %% ../nbs/20_gef.ipynb #e1d5cc4a
 def check_depth_groups(net: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
@@ -218,6 +219,50 @@ def reg_apply_(net_params: dict[str, Tensor],   # current parameters by name (th
     torch._foreach_add_([p.grad for p in P], G)
     return value
 
+# %% ../nbs/20_gef.ipynb #16506f16
+def normalize_importance(omega: dict[str, Tensor],  # importance by parameter name
+                         how: str = 'none',          # none: as measured | mean: divided by its mean over all elements
+                        ) -> dict[str, Tensor]:
+    "Omega as measured, or divided by its mean over every element of every tensor (lambda becomes scale-free)."
+    if how == 'none': return omega
+    if how != 'mean': raise ValueError(f"normalize_importance: how must be 'none' or 'mean' (got {how!r})")
+    total, count = sum(float(o.double().sum()) for o in omega.values()), sum(o.numel() for o in omega.values())
+    if count == 0 or total <= 0: raise ValueError("normalize_importance: omega is empty or all zero; nothing to normalise by")
+    m = total / count
+    return {k: o / m for k, o in omega.items()}
+
+@torch.no_grad()
+def reg_prox_(net_params: dict[str, Tensor],   # current parameters by name (changed in place)
+              theta0: dict[str, Tensor],
+              omega: dict[str, Tensor],
+              weights: dict[str, float] | None = None,
+              lam: float = 0.2,
+              lr: float = 1e-3,                # the step's learning rate
+             ) -> float:
+    "Decoupled L_reg: the proximal step of `lr * reg_loss` on every regularised tensor; returns `reg_loss` before the step."
+    names = list(omega)
+    missing = [k for k in names if k not in net_params or k not in theta0]
+    if missing: raise KeyError(f"reg_prox_: network or theta0 lacks parameters that omega names: {missing[:5]}")
+    value = 0.0
+    for k in names:
+        p = net_params[k]; om = omega[k].to(p); th = theta0[k].to(p)
+        c = lam * (1.0 if weights is None else weights.get(k, 1.0))
+        d = p - th
+        a = om * d.abs()
+        value += c * float((a + 0.5 * a * a).sum())
+        d = d.sign() * (d.abs() - lr * c * om).clamp_min(0) / (1 + lr * c * om * om)   # soft threshold, then the quadratic shrink
+        p.copy_(th + d)
+    return value
+
+@torch.no_grad()
+def frac_at_theta0(net_params: dict[str, Tensor], theta0: dict[str, Tensor], tol: float = 1e-4) -> float:
+    "Share of the elements of `theta0`'s tensors whose current value lies within `tol` of theta0."
+    n = close = 0
+    for k, t0 in theta0.items():
+        d = (net_params[k].detach().to(t0) - t0).abs()
+        close += int((d <= tol).sum()); n += d.numel()
+    return close / max(n, 1)
+
 # %% ../nbs/20_gef.ipynb #60607210
 def grad_cosine(ga: list[Tensor | None], gb: list[Tensor | None], eps: float = 1e-24) -> Tensor:
     "Cosine between two gradients given as lists of tensors (as if each were flattened and concatenated)."
@@ -405,3 +450,41 @@ def mix_iteration(step: int,              # 0-based iteration index
     elif mode == 'random': u = (_splitmix64(_splitmix64(seed & _M64) ^ step) >> 11) / 2**53
     else: raise ValueError(f"mix_iteration: mode must be 'quasi' or 'random' (got {mode!r})")
     return u < p_mix
+
+# %% ../nbs/20_gef.ipynb #33275ff5
+@dataclass
+class GefPlan:
+    "Which parameters each GEF term touches, with which weights (built by `gef_plan`)."
+    on: bool                                  # GEF at all (gef and tmgp); False: L_rec only
+    gen: list[tuple[str, nn.Parameter]]       # where L_gen's gradient acts (gen_layers), shallow -> deep
+    orth: list[tuple[str, nn.Parameter]]      # theta_s of L_orth: the first k_shallow depth groups
+    mix: bool                                 # mixed iterations compute L_gen (for its update and/or L_orth)
+    orth_form: str | None                     # batch|sample|None (L_orth off)
+    alpha: float                              # weight of L_orth
+    reg: bool                                 # L_reg on
+    reg_when: str = 'every'                   # every|mixed
+    reg_apply: str = 'grad'                   # grad|decoupled
+    layer_decay: bool = True
+    decay_a: float = 0.05
+
+    def _decay(self, names: list[str], t_star: float) -> dict[str, float] | None:
+        return layer_decay_weights(names, t_star, self.decay_a) if self.layer_decay and names else None
+    def gen_weights(self, t_star: float) -> dict[str, float] | None:
+        "Layer decay of L_gen's gradient over its own tensors (None: all 1)."
+        return self._decay([n for n, _ in self.gen], t_star)
+    def reg_weights(self, t_star: float) -> dict[str, float] | None:
+        "Layer decay w_k of L_reg over theta_s; parameters not named get 1 (None: all 1)."
+        return self._decay([n for n, _ in self.orth], t_star)
+    def reg_now(self, mixed: bool) -> bool:
+        "Does L_reg act on this step?"
+        return self.reg and (self.reg_when == 'every' or mixed)
+
+def gef_plan(net: nn.Module, cfg) -> GefPlan:
+    "The plan of GEF terms for `net` under a preset's switches (gef, tmgp, mix, p_mix, gen_layers, k_shallow, orth, reg, ...)."
+    if not (cfg.gef and cfg.tmgp): return GefPlan(False, [], [], False, None, 0.0, False)
+    theta_s = shallow_params(net, cfg.k_shallow)
+    gen = gen_param_selection(net, cfg.gen_layers, cfg.k_shallow) if cfg.mix else []
+    orth = bool(cfg.orth and theta_s)
+    mix = bool(cfg.mix and cfg.p_mix > 0 and (gen or orth))
+    return GefPlan(True, gen, theta_s, mix, cfg.orth_form if orth else None, cfg.alpha_orth if orth else 0.0, bool(cfg.reg),
+                   cfg.reg_when, cfg.reg_apply, cfg.layer_decay, cfg.decay_a)

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np, torch
 from .config import Preset
-from .batches import eval_set, predict
+from .batches import val_set, predict
 from .train import step_generator
 
 # %% auto #0
 __all__ = ['REFERENCE_TSTAR', 'onestep_curve', 'reverse_curve', 'argmax_t', 'match_pairs', 'match_tasks', 't_stars',
-           'spearman_vs_reference', 'noise_level_curve', 'is_monotone', 'plot_curves', 'run_match', 'load_tstar']
+           'spearman_vs_reference', 'noise_level_curve', 'is_monotone', 'plot_curves', 'match_request', 'merge_match',
+           'run_match', 'load_tstar']
 
 # %% ../nbs/15_match.ipynb #d999930c
 @torch.inference_mode()
@@ -31,12 +32,14 @@ def reverse_curve(net, y: torch.Tensor, x: torch.Tensor, schedule, ts: Sequence[
     from dtir.metrics import psnr
     from dtir.diffusion import diffuse_then_reverse
     dev = next(net.parameters()).device
-    net.eval()
+    was = net.training; net.eval()
     out = []
-    for t in ts:
-        g = step_generator(seed, t, 'match-reverse')
-        est = torch.cat([diffuse_then_reverse(net, y[i:i + bs].to(dev), t, schedule, generator=g).cpu() for i in range(0, len(y), bs)])
-        out.append(float(psnr(est.clamp(0, 1), x).mean()))
+    try:
+        for t in ts:
+            g = step_generator(seed, t, 'match-reverse')
+            est = torch.cat([diffuse_then_reverse(net, y[i:i + bs].to(dev), t, schedule, generator=g).cpu() for i in range(0, len(y), bs)])
+            out.append(float(psnr(est.clamp(0, 1), x).mean()))
+    finally: net.train(was)
     return out
 
 def argmax_t(ts: Sequence[int], curve: Sequence[float]) -> int:
@@ -65,14 +68,12 @@ def match_pairs(net, schedule, pairs: dict[str, tuple[torch.Tensor, torch.Tensor
         res[task] = r
     return res
 
-def match_tasks(net, schedule, cfg: Preset, tasks: Sequence[str] | None = None, roots: Sequence[str] = (),
+def match_tasks(net, schedule, cfg: Preset, tasks: Sequence[str] | None = None, data: str = 'builtin',
                 modes=('onestep', 'reverse'), stride: int = 1, log=None) -> dict:
-    "Timestep matching (Algorithm 2) on the built-in validation pairs of each task."
-    from dataclasses import replace
-    vcfg = replace(cfg, n_eval=cfg.match_images)
+    "Timestep matching (Algorithm 2) on `match_images` validation pairs of each task (training photos' validation bands)."
     pairs = {}
     for task in tasks or cfg.tasks:
-        y, x, _ = eval_set(vcfg, task, 'id', roots=roots, seed=4321)
+        y, x, _ = val_set(cfg, task, data, n=cfg.match_images)
         pairs[task] = (y, x)
     return match_pairs(net, schedule, pairs, modes, stride, cfg.seed, log)
 
@@ -124,34 +125,67 @@ def plot_curves(res: dict, mode: str = 'onestep', ncols: int = 5):
     fig.tight_layout()
     return fig
 
+def match_request(cfg: Preset, data: str = 'builtin', modes=('onestep', 'reverse'), stride: int | None = None) -> dict:
+    "What defines a matching result besides the checkpoint and the task (two results merge only when these agree)."
+    return dict(data=str(data), match_images=cfg.match_images, val_size=cfg.val_size, match_stride=stride or cfg.match_stride,
+                mode=cfg.match_mode, modes=list(modes))
+
+def _summary(ckpt, meta: dict, request: dict, res: dict) -> dict:
+    modes, mode = request['modes'], request['mode']
+    return dict(checkpoint=str(ckpt), checkpoint_step=meta.get('step'), schedule=meta['schedule'], mode=mode, request=request,
+                t_star=t_stars(res, mode if mode in modes else modes[0]),
+                spearman={m: spearman_vs_reference(t_stars(res, m)) for m in modes}, tasks=res)
+
+def merge_match(path: str | Path, new: dict, overwrite: bool = False) -> dict:
+    "Write matching results `new` into `path` (a match.json), keeping the tasks it already holds; refuse a file of another checkpoint or request."
+    from dtir.runner import atomic_write
+    path = Path(path)
+    merged = new
+    if path.exists() and not overwrite:
+        try: old = json.loads(path.read_text())
+        except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e}); move it away or pass --overwrite") from None
+        for k in ('checkpoint_step', 'schedule', 'request'):
+            if old.get(k) != new.get(k):
+                raise FileExistsError(f"{path} holds matching results of another checkpoint or request ({k}: {old.get(k)!r} vs "
+                                      f"{new.get(k)!r}); write elsewhere (--out) or pass --overwrite")
+        tasks = {**old.get('tasks', {}), **new['tasks']}
+        merged = dict(new, tasks=tasks, t_star={**old.get('t_star', {}), **new['t_star']},
+                      spearman={m: spearman_vs_reference(t_stars(tasks, m)) for m in new['request']['modes']})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(merged, indent=1))
+    return merged
+
 def run_match(ckpt: str | Path,          # pre-trained model folder (model/ of `dtir pretrain`)
-              cfg: Preset,               # evaluation sizes (match_images, eval_size), seeds
-              out: str | Path,           # folder for match.json and match_curves.png
+              cfg: Preset,               # match_images, val_size, match_mode, seeds
+              out: str | Path | None = None,  # folder for match.json and match_curves.png (None: write nothing)
               tasks: Sequence[str] | None = None,
-              roots: Sequence[str] = (), # extra clean-image folders for validation images
+              data: str = 'builtin',     # training data whose validation split is matched on
               modes=('onestep', 'reverse'),
               stride: int | None = None,
+              overwrite: bool = False,   # replace an existing match.json instead of merging tasks into it
               log=print) -> dict:
-    "Match every task for a pre-trained checkpoint; write `match.json` and the curves figure."
+    "Match tasks for a pre-trained checkpoint on the validation split; with `out`, merge them into `out/match.json` and draw the curves."
     from dtir.pretrain import load_model
     from dtir.diffusion import make_schedule
     net, meta = load_model(ckpt)
     sm = dict(meta['schedule']); sch = make_schedule(sm.pop('name'), sm.pop('T'), **sm)
-    res = match_tasks(net, sch, cfg, tasks, roots, modes, stride or cfg.match_stride, log=log)
-    summary = dict(checkpoint=str(ckpt), checkpoint_step=meta.get('step'), schedule=meta['schedule'], mode=cfg.match_mode,
-                   t_star=t_stars(res, cfg.match_mode) if cfg.match_mode in modes else t_stars(res, modes[0]),
-                   spearman={m: spearman_vs_reference(t_stars(res, m)) for m in modes}, tasks=res)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    from dtir.runner import atomic_write
-    atomic_write(out / 'match.json', json.dumps(summary, indent=1))
+    req = match_request(cfg, data, modes, stride)
+    res = match_tasks(net, sch, cfg, tasks, data, modes, req['match_stride'], log=log)
+    summary = _summary(ckpt, meta, req, res)
+    if out is None: return summary
+    out = Path(out)
+    summary = merge_match(out / 'match.json', summary, overwrite)
     import matplotlib.pyplot as plt
-    fig = plot_curves(res, cfg.match_mode); fig.savefig(out / 'match_curves.png', dpi=100); plt.close(fig)
+    fig = plot_curves(summary['tasks'], cfg.match_mode); fig.savefig(out / 'match_curves.png', dpi=100); plt.close(fig)
     return summary
 
 def load_tstar(path: str | Path, task: str) -> int:
     "t* of `task` from a `match.json` (or a folder holding one); errors name the file and the known tasks."
     p = Path(path); p = p / 'match.json' if p.is_dir() else p
     if not p.exists(): raise FileNotFoundError(f"matching results not found: {p} (run `dtir match` first)")
-    ts = json.loads(p.read_text())['t_star']
+    try: ts = json.loads(p.read_text())['t_star']
+    except (json.JSONDecodeError, KeyError, TypeError) as e: raise ValueError(f"{p}: not a match.json written by `dtir match` ({e})") from None
     if task not in ts: raise KeyError(f"{p}: no t* for task '{task}'; matched tasks: {', '.join(ts)}")
-    return int(ts[task])
+    v = ts[task]
+    if isinstance(v, bool) or not isinstance(v, int): raise ValueError(f"{p}: t* of '{task}' is {v!r}, not an integer")
+    return v

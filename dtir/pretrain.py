@@ -78,6 +78,7 @@ def pretrain(cfg: Preset,                 # preset (model, schedule, steps, opti
              out: str | Path,             # run folder (ckpt/, model/, log.jsonl)
              data: str = 'builtin',       # builtin or a folder of clean images / paired targets
              resume: bool = False,        # continue from out/ckpt
+             overwrite: bool = False,     # replace a finished (or unfinished) run in out
              progress: bool = True) -> Path:
     "Generative pre-training (TMGP); returns the `model/` checkpoint folder."
     net, spec = new_model(cfg)
@@ -85,7 +86,7 @@ def pretrain(cfg: Preset,                 # preset (model, schedule, steps, opti
     sch = schedule_for(cfg)
     tr = Trainer(cfg, net, with_diffusion_noise(clean_batches(cfg, data), cfg.T, cfg.seed), pretrain_step_fn(sch, cfg.w_eps),
                  RunSpec('pretrain', cfg.pretrain_steps, cfg.seed, {'data': data}), out,
-                 meta=dict(model=spec, schedule=schedule_meta(cfg)), progress=progress)
+                 meta=dict(model=spec, schedule=schedule_meta(cfg)), progress=progress, overwrite=overwrite)
     return tr.fit(resume=resume)
 
 # %% ../nbs/14_pretrain.ipynb #7b877f75
@@ -94,7 +95,7 @@ def denoise_quality(net, schedule, x0: torch.Tensor, ts=None, seed: int = 0, bs:
     "Per t: PSNR of the one-step estimate vs the identity estimate `x_t / a_t`, on clean images `x0`."
     from dtir.metrics import psnr
     dev = next(net.parameters()).device
-    net.eval()
+    was = net.training; net.eval()
     ts = list(ts or range(1, schedule.T + 1))
     res = {}
     for t in ts:
@@ -105,4 +106,5 @@ def denoise_quality(net, schedule, x0: torch.Tensor, ts=None, seed: int = 0, bs:
         est = torch.cat([(xt[i:i + bs].to(dev) - net(xt[i:i + bs].to(dev), torch.full((len(xt[i:i + bs]),), t, device=dev))).cpu()
                          for i in range(0, len(xt), bs)])
         res[t] = dict(model=float(psnr(est.clamp(0, 1), x0).mean()), identity=float(psnr((xt / a).clamp(0, 1), x0).mean()))
+    net.train(was)
     return res

@@ -14,7 +14,7 @@ from .config import Preset
 from .train import step_seed
 
 # %% auto #0
-__all__ = ['COMBOS', 'APPLY_ORDER', 'W_MIN', 'W_MAX', 'FID_GRID', 'combo_tasks', 'compound_degrade', 'val_crops', 'compound_set',
+__all__ = ['COMBOS', 'APPLY_ORDER', 'W_MIN', 'W_MAX', 'FID_GRID', 'combo_tasks', 'compound_degrade', 'compound_set',
            'check_weights', 'down_up', 'unires_mix', 'candidates', 'with_fidelity', 'uniform_weights',
            'estimator_weights', 'grid_select', 'mix_scorer']
 
@@ -41,28 +41,12 @@ def compound_degrade(x: Tensor, combo: str, seed: int = 0, severity='id') -> Ten
         out.append(y)
     return torch.cat(out)
 
-def val_crops(size: int, n: int, seed: int = 4321) -> tuple[Tensor, list[str]]:
-    "`n` random `size`-px crops of the built-in training photos (the validation split of the weight grid)."
-    import numpy as np
-    from dtir.data.builtin import builtin_images
-    imgs = builtin_images('train')
-    g = np.random.default_rng(seed)
-    out, names = [], []
-    for k in range(n):
-        name, a = imgs[k % len(imgs)]
-        H, W = a.shape[:2]
-        if min(H, W) < size: raise ValueError(f"built-in training photo '{name}' ({H}x{W}) is smaller than the crop size {size}")
-        i, j = int(g.integers(H - size + 1)), int(g.integers(W - size + 1))
-        out.append(torch.from_numpy(np.ascontiguousarray(a[i:i + size, j:j + size].transpose(2, 0, 1))))
-        names.append(f'builtin-train/{name}@{i},{j}')
-    return torch.stack(out), names
-
 def compound_set(cfg: Preset, combo: str, split: str = 'test', roots=(), n_val: int | None = None,
                  seed: int = 1234) -> tuple[Tensor, Tensor, list[str]]:
-    "`(y, x, names)`: compound-degraded crops; `test` = the evaluation crops of every table, `val` = training-photo crops."
-    from dtir.data.builtin import clean_eval_images
+    "`(y, x, names)`: compound-degraded crops; `test` = the evaluation crops of every table, `val` = crops of the training photos' validation bands."
+    from dtir.data.builtin import clean_eval_images, builtin_images, val_crops
     if split == 'test': x, names = clean_eval_images(cfg.eval_size, cfg.n_eval, roots=tuple(roots), seed=seed)
-    elif split == 'val': x, names = val_crops(cfg.eval_size, n_val or max(4, cfg.n_eval // 3), seed=seed + 1)
+    elif split == 'val': x, names = val_crops(builtin_images('train'), cfg.val_size, n_val or cfg.n_val, seed=seed + 1)
     else: raise ValueError(f"split must be 'test' or 'val', got {split!r}")
     return compound_degrade(x, combo, seed=seed + (0 if split == 'test' else 1)), x, names
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BUILTIN_SPLITS', 'builtin_images', 'PatchSampler', 'clean_eval_images']
+__all__ = ['BUILTIN_SPLITS', 'builtin_images', 'PatchSampler', 'clean_eval_images', 'split_rows', 'val_crops']
 
 # %% ../../nbs/01_data_builtin.ipynb #8982ab00
 def _skimage(name):
@@ -138,4 +138,34 @@ def clean_eval_images(size: int,          # crop size (px); 0 = full images (ret
             i, j = int(g.integers(H - size + 1)), int(g.integers(W - size + 1))
         out[k] = a[i:i + size, j:j + size].transpose(2, 0, 1)
         names.append(f'{key}@{i},{j}')
+    return torch.from_numpy(out), names
+
+# %% ../../nbs/01_data_builtin.ipynb #e1e7c4cd
+def split_rows(a: np.ndarray,      # HxWx3 training image
+               val_size: int,      # height of the held-out validation band (px)
+               part: str = 'train',  # 'train': the rows above the band; 'val': the band
+               name: str = 'image',
+              ) -> np.ndarray:
+    "The training part or the validation band (bottom `val_size` rows) of a training image."
+    if part not in ('train', 'val'): raise ValueError(f"split_rows: part must be 'train' or 'val' (got {part!r})")
+    H = a.shape[0]
+    if not 0 < val_size < H: raise ValueError(f"image '{name}' ({H} rows) cannot hold a validation band of val_size={val_size} rows")
+    return a[:H - val_size] if part == 'train' else a[H - val_size:]
+
+def val_crops(images: Sequence,   # (name, HxWx3 array) pairs: the full training images
+              size: int,          # crop size = height of the validation band (px)
+              n: int,             # number of crops (cycling over the images)
+              seed: int = 0,      # seed of the crop columns
+             ) -> tuple[torch.Tensor, list[str]]:
+    "`(x, names)`: n fixed `size` x `size` crops from the validation bands, named `name@row,col` in full-image coordinates."
+    imgs = _as_named(images)
+    if not imgs or n < 1: raise ValueError(f'val_crops: need images and n >= 1 (got {len(imgs)} images, n={n})')
+    out, names = np.empty((n, 3, size, size), dtype=np.float32), []
+    for k in range(n):
+        key, a = imgs[k % len(imgs)]
+        band = split_rows(a, size, 'val', key)
+        if band.shape[1] < size: raise ValueError(f"image '{key}' ({a.shape[1]} columns) is narrower than val_size={size}")
+        j = int(np.random.default_rng(np.random.SeedSequence([seed, k, 7])).integers(band.shape[1] - size + 1))
+        out[k] = band[:, j:j + size].transpose(2, 0, 1)
+        names.append(f'{key}@{a.shape[0] - size},{j}')
     return torch.from_numpy(out), names
