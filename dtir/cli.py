@@ -143,6 +143,24 @@ def _cmd_unify(a) -> int:
     print(model)
     return 0
 
+def _cmd_select(a) -> int:
+    from dataclasses import replace
+    from dtir.config import repo_root
+    from dtir.select import selections, write_selection, grid_for
+    from dtir.checkpoint import check_writable
+    cfg = replace(_cfg(a), select_source='run')
+    if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
+    check_writable(a.out, '--out')
+    name, _ = grid_for(cfg.name, a.grid)
+    root = Path(a.artifacts) if a.artifacts else repo_root() / 'outputs' / cfg.name / 'artifacts'
+    sel = selections(cfg, root, a.tasks or list(cfg.setting_a_tasks), name, a.data, log=print)
+    write_selection(a.out, cfg, sel, name)
+    for t, s in sel.items():
+        print(f"{t}: full {s['full']['choice']} (validation {s['full']['val_psnr']:.2f} dB, {s['full']['n_runs']} runs); "
+              f"plain lr {s['plain']['choice']['lr']:.3g} (validation {s['plain']['val_psnr']:.2f} dB)")
+    print(f"wrote {a.out}: name it with --set select_source={a.out} (or in settings.ini) to train Setting A with these choices")
+    return 0
+
 def _stage_commands(sub):
     p = sub.add_parser('pretrain', help='generative pre-training (TMGP) on clean images')
     _preset_args(p); p.add_argument('--data', default='builtin'); p.add_argument('--out', required=True)
@@ -189,6 +207,13 @@ def _stage_commands(sub):
     u.add_argument('--resume', action='store_true', help='continue an interrupted run (finished stages are kept)')
     u.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) unified run in OUT')
     u.set_defaults(func=_cmd_unify)
+    s = sub.add_parser('select', help='choose the Setting A settings of full and the plain lr per task on the validation split')
+    _preset_args(s); s.add_argument('--out', required=True, help='JSON file to write (select_source can name it)')
+    s.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s setting_a_tasks')
+    s.add_argument('--grid', default=None, help='a grid of dtir.select.SELECT_GRIDS (default: the preset\'s, else default)')
+    s.add_argument('--data', default='builtin'); s.add_argument('--artifacts', default=None, help='model cache (default outputs/PRESET/artifacts)')
+    s.add_argument('--overwrite', action='store_true', help='replace OUT')
+    s.set_defaults(func=_cmd_select)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `dtir` argument parser with all subcommands."

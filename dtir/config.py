@@ -94,6 +94,7 @@ class Preset:
     moe_experts: int = 10
     estimator_steps: int = 300
     select_steps: int = 0               # steps of each run of the validation selection (0: finetune_steps)
+    select_source: str = 'run'          # run: select on validation in this job | a JSON file written by `dtir select` (repo-relative)
     # analyses
     mix_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5)
     tsne_per_task: int = 16

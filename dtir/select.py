@@ -14,8 +14,8 @@ from .config import Preset, source_hash, preset_dict
 from .runner import progress
 
 # %% auto #0
-__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'apply_choice', 'variant_of', 'val_psnr', 'select_full', 'lr_grid', 'select_plain',
-           'plain_choice', 'grid_for', 'row_settings']
+__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'SELECTION_KEYS', 'apply_choice', 'variant_of', 'val_psnr', 'select_full', 'lr_grid',
+           'select_plain', 'plain_choice', 'grid_for', 'selections', 'write_selection', 'row_settings']
 
 # %% ../nbs/21a_select.ipynb #771ed15b
 REG_VARIANTS = {
@@ -135,11 +135,50 @@ def grid_for(preset: str, name: str | None = None) -> tuple[str, dict]:
     if n not in SELECT_GRIDS: raise KeyError(f"unknown selection grid '{n}'; known: {', '.join(SELECT_GRIDS)}")
     return n, SELECT_GRIDS[n]
 
-def row_settings(cfg: Preset, root: str | Path, task: str, grid: dict, data: str = 'builtin', log=progress) -> dict:
-    "{row: (preset, pre-trained model or None, t* or None)} of every Setting A row of `task` under the validation selection."
+SELECTION_KEYS = ('data', 'patch', 'batch', 'augment', 'val_size', 'n_val', 'arch', 'width', 'enc_blocks', 'middle_blocks',
+                  'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'T',
+                  'schedule', 've_smax', 'w_eps', 'pretrain_steps', 'finetune_steps', 'select_steps', 'match_images',
+                  'match_stride', 'match_mode', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
+                  'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers',
+                  'k_shallow', 'layer_decay', 'decay_a', 'fft_weight')   # what a selection depends on (a committed file is checked on them)
+
+def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str = 'builtin', log=progress) -> dict:
+    "{task: {'full': .., 'plain': ..}}: the search run here (`select_source='run'`) or read from the committed file `select_source`."
+    grid = SELECT_GRIDS[grid_name]
+    if cfg.select_source == 'run':
+        out = {}
+        for t in tasks:
+            sf = select_full(cfg, root, t, grid, data, log=log)
+            out[t] = dict(full=sf, plain=select_plain(cfg, root, t, sf['n_runs'], data, log=log))
+        return out
+    from dtir.config import repo_root
+    path = Path(cfg.select_source) if Path(cfg.select_source).is_absolute() else repo_root() / cfg.select_source
+    if not path.exists(): raise FileNotFoundError(f"select_source {path}: file not found (write it with `dtir select`, or set select_source=run)")
+    rec = json.loads(path.read_text())
+    pv, now = rec['preset_values'], preset_dict(cfg)
+    diff = [k for k in SELECTION_KEYS if json.dumps(pv.get(k)) != json.dumps(now[k])]
+    if diff:
+        what = ', '.join(f'{k}: {pv.get(k)!r} vs {now[k]!r}' for k in diff[:4])
+        raise ValueError(f"{path} was selected under other settings ({what}); rerun `dtir select` or set select_source=run")
+    if rec['grid'] != grid_name: raise ValueError(f"{path} used grid '{rec['grid']}', this run asks for '{grid_name}'")
+    missing = [t for t in tasks if t not in rec['tasks']]
+    if missing: raise KeyError(f"{path} has no selection for {missing}; it holds {list(rec['tasks'])}")
+    return {t: dict(rec['tasks'][t], source=str(path)) for t in tasks}
+
+def write_selection(path: str | Path, cfg: Preset, sel: dict, grid_name: str) -> Path:
+    "Write the selections `sel` ({task: {'full', 'plain'}}) as a file that `select_source` can name (trials kept, model paths dropped)."
+    from dtir.runner import atomic_write, git_commit
+    strip = lambda s: {**{k: v for k, v in s.items() if k != 'trials'}, 'trials': [{k: v for k, v in t.items() if k != 'model'} for t in s['trials']]}
+    rec = dict(written_by='dtir select', git_commit=git_commit(), preset=cfg.name, grid=grid_name, preset_values=preset_dict(cfg),
+               tasks={t: {w: strip(v[w]) for w in ('full', 'plain')} for t, v in sel.items()})
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(rec, indent=1))
+    return path
+
+def row_settings(cfg: Preset, root: str | Path, task: str, sel: dict, data: str = 'builtin', log=progress) -> dict:
+    "{row: (preset, pre-trained model or None, t* or None)} of every Setting A row of `task` under its selection `sel` ({'full', 'plain'})."
     from dtir.artifacts import ROWS, PLAIN_ROWS, pretrained, matched
-    sf = select_full(cfg, root, task, grid, data, log=log)
-    cf, cp = apply_choice(cfg, sf['choice']), plain_choice(cfg, select_plain(cfg, root, task, sf['n_runs'], data, log=log))
+    cf, cp = apply_choice(cfg, sel['full']['choice']), plain_choice(cfg, sel['plain'])
     pre, pf = pretrained(cfg, root, data, log=log), pretrained(cf, root, data, log=log)
     t_paper, t_full = int(matched(cfg, pre, data, log=log)['t_star'][task]), int(matched(cf, pf, data, log=log)['t_star'][task])
     return {row: (cp, None, None) if row in PLAIN_ROWS else (cfg, pre, t_paper) if row == 'full_paper' else (cf, pf, t_full)
