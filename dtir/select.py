@@ -28,7 +28,7 @@ REG_VARIANTS = {
 SELECT_GRIDS = {   # axis -> values, in the order of the coordinate search
     'default': {'schedule': ['vp', 've', 'cosine'], 'reg_variant': list(REG_VARIANTS),
                 'lam_reg': [0.2, 0.0, 0.002, 0.02, 2.0], 'p_mix': [0.1, 0.05, 0.2], 'alpha_orth': [0.1, 0.01, 1.0]},
-    'smoke': {'schedule': ['vp', 'cosine'], 'reg_variant': ['paper', 'mean_decoupled'], 'lam_reg': [0.2, 0.0]},   # CI: plumbing only
+    'smoke': {'schedule': ['vp', 'cosine'], 'lam_reg': [0.2, 0.0]},   # CI: plumbing only (the variants are tested in 21_finetune)
 }
 
 def apply_choice(cfg: Preset, choice: dict) -> Preset:
