@@ -51,3 +51,24 @@ def tree_digest(folder: Path) -> dict:
     "Every file below `folder` with the SHA-256 of its bytes (what a refused command must leave as it was)."
     import hashlib
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).rglob('*')) if p.is_file()}
+
+
+def tiny_pretrained(folder: Path) -> Path:
+    "A tiny pre-trained smoke checkpoint (the model/ folder of a 2-step run in `folder`, no match.json)."
+    from dtir.config import load_preset
+    from dtir.pretrain import pretrain
+    return pretrain(load_preset('smoke', ['pretrain_steps=2', 'device=cpu']), Path(folder) / 'run', progress=False)
+
+
+def nudged_model(folder: Path) -> Path:
+    "A smoke-size fine-tuned checkpoint in `folder`/model (prompt 8 for rain), weights nudged so it is not the identity."
+    import torch
+    from dtir.checkpoint import save_checkpoint, state_dict_cpu
+    from dtir.config import load_preset, preset_dict
+    from dtir.pretrain import new_model, schedule_meta
+    cfg = load_preset('smoke')
+    net, spec = new_model(cfg, time=True)
+    with torch.no_grad():
+        for p in net.parameters(): p.add_(0.01)
+    meta = dict(model=spec, preset=preset_dict(cfg), schedule=schedule_meta(cfg), t_star={'rain': 8})
+    return save_checkpoint(Path(folder) / 'model', state_dict_cpu(net), meta)

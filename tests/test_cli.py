@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from dtir.cli import build_parser, main as dtir_main
-from cli_helpers import REPO, ENV, dtir_cmd, run_main, one_line_error
+from cli_helpers import REPO, ENV, dtir_cmd, run_main, one_line_error, tiny_pretrained
 
 torch.set_num_threads(1)
 SHARED = Path(os.environ.get('DTIR_SHARED_DATA', REPO.parent / 'shared' / 'data'))
@@ -91,10 +91,7 @@ def test_data_check_rain100l():
 
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
-    "A tiny pre-trained smoke checkpoint (model/ folder, no match.json)."
-    from dtir.config import load_preset
-    from dtir.pretrain import pretrain
-    return pretrain(load_preset('smoke', ['pretrain_steps=2', 'device=cpu']), tmp_path_factory.mktemp('pre') / 'run', progress=False)
+    return tiny_pretrained(tmp_path_factory.mktemp('pre'))
 
 
 def _finetune(capsys, out, *args) -> tuple[int, str]:

@@ -1,16 +1,14 @@
 "Fine-tuning leaves its parent checkpoint alone and refuses parents and prompts that cannot be right (issue 16, items 7 and 10)."
 import json, shutil
 import pytest
-from cli_helpers import run_main, one_line_error, tree_digest
+from cli_helpers import run_main, one_line_error, tree_digest, tiny_pretrained
 
 SMOKE = ['--preset', 'smoke', '--set', 'finetune_steps=2', '--set', 'importance_batches=1']
 
 
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
-    from dtir.config import load_preset
-    from dtir.pretrain import pretrain
-    return pretrain(load_preset('smoke', ['pretrain_steps=2', 'device=cpu']), tmp_path_factory.mktemp('pre') / 'run', progress=False)
+    return tiny_pretrained(tmp_path_factory.mktemp('pre'))
 
 
 def test_finetune_writes_nothing_beside_the_checkpoint(pretrained, tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_helpers import one_line_error, unwritable_dir as unwritable
+from cli_helpers import one_line_error, unwritable_dir as unwritable, nudged_model
 from dtir.cli import main as dtir_main
 
 torch.set_num_threads(1)
@@ -40,16 +40,7 @@ def bomb_png(p: Path, w: int = 20000, h: int = 20000, depth: int = 16) -> Path:
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory) -> Path:
-    "A smoke-size fine-tuned model folder (prompt 8 for rain), weights nudged off the identity."
-    from dtir.checkpoint import save_checkpoint, state_dict_cpu
-    from dtir.config import load_preset, preset_dict
-    from dtir.pretrain import new_model, schedule_meta
-    cfg = load_preset('smoke')
-    net, spec = new_model(cfg, time=True)
-    with torch.no_grad():
-        for p in net.parameters(): p.add_(0.01)
-    meta = dict(model=spec, preset=preset_dict(cfg), schedule=schedule_meta(cfg), t_star={'rain': 8})
-    return save_checkpoint(tmp_path_factory.mktemp('ck') / 'model', state_dict_cpu(net), meta)
+    return nudged_model(tmp_path_factory.mktemp('ck'))
 
 
 # --- item 5: one pixel limit for every reader ---

@@ -1,14 +1,12 @@
 "Matching never drops other tasks' t* and never writes into a checkpoint folder unasked (issue 16, item 1)."
 import json, shutil
 import pytest
-from cli_helpers import run_main, one_line_error
+from cli_helpers import run_main, one_line_error, tiny_pretrained
 
 
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
-    from dtir.config import load_preset
-    from dtir.pretrain import pretrain
-    return pretrain(load_preset('smoke', ['pretrain_steps=2', 'device=cpu']), tmp_path_factory.mktemp('pre') / 'run', progress=False)
+    return tiny_pretrained(tmp_path_factory.mktemp('pre'))
 
 
 def _tree(d):

@@ -10,8 +10,9 @@ from PIL import Image
 
 from dtir.checkpoint import save_checkpoint, state_dict_cpu
 from dtir.config import load_preset, preset_dict
-from dtir.pretrain import new_model, schedule_meta
+from dtir.pretrain import new_model
 from dtir.restore import _cmd_restore, add_restore_parser, read_for_restore
+from cli_helpers import nudged_model
 
 torch.set_num_threads(1)
 H, W = 40, 56   # larger than --tile 32: the tiled path runs
@@ -19,13 +20,7 @@ H, W = 40, 56   # larger than --tile 32: the tiled path runs
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory) -> Path:
-    "A smoke-size fine-tuned checkpoint (prompt 8 for rain), weights nudged so it is not the identity."
-    cfg = load_preset('smoke')
-    net, spec = new_model(cfg, time=True)
-    with torch.no_grad():
-        for p in net.parameters(): p.add_(0.01)
-    meta = dict(model=spec, preset=preset_dict(cfg), schedule=schedule_meta(cfg), t_star={'rain': 8})
-    return save_checkpoint(tmp_path_factory.mktemp('ck') / 'model', state_dict_cpu(net), meta)
+    return nudged_model(tmp_path_factory.mktemp('ck'))
 
 
 def _png16(path: Path, a: np.ndarray):
