@@ -14,8 +14,8 @@ from .config import Preset, source_hash, preset_dict
 from .runner import progress
 
 # %% auto #0
-__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'SELECTION_KEYS', 'apply_choice', 'variant_of', 'val_psnr', 'select_full', 'lr_grid',
-           'select_plain', 'plain_choice', 'grid_for', 'selections', 'write_selection', 'row_settings']
+__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'SELECTION_KEYS', 'apply_choice', 'variant_of', 'val_psnr', 'run_stats', 'select_full',
+           'lr_grid', 'select_plain', 'plain_choice', 'grid_for', 'selections', 'write_selection', 'row_settings']
 
 # %% ../nbs/21a_select.ipynb #771ed15b
 REG_VARIANTS = {
@@ -64,7 +64,8 @@ def _cached(path: Path, fn):
     atomic_write(path, json.dumps(r, indent=1))
     return r
 
-def _stats(model: Path) -> dict:
+def run_stats(model: str | Path) -> dict:
+    "The `stats.json` of a model's run folder (`frac_at_theta0`, ...), {} when the run wrote none (plain runs)."
     f = Path(model).parent / 'stats.json'
     return json.loads(f.read_text()) if f.exists() else {}
 
@@ -89,7 +90,7 @@ def select_full(cfg: Preset, root: str | Path, task: str, grid: dict, data: str 
                     t = int(matched(c, pre, data, log=log)['t_star'][task])
                     m = finetuned(c, root, task, t, pre, data, seed=seed, steps=steps, log=log)
                     seen[sig] = dict(choice=ch, t_star=t, val_psnr=val_psnr(m, c, task, data),
-                                     frac_at_theta0=_stats(m).get('frac_at_theta0'), model=str(m))
+                                     frac_at_theta0=run_stats(m).get('frac_at_theta0'), model=str(m))
                 trials.append(dict(seen[sig], axis=axis, value=v))
                 scores.append(seen[sig]['val_psnr'])
             choice[axis] = values[int(np.argmax(scores))]
