@@ -46,19 +46,20 @@ def pretrained(cfg: Preset, root: str | Path, data: str = 'builtin', log=progres
         run_job('pretrain', cfg, out=run, data=data, resume=(run / 'ckpt' / 'meta.json').exists(), progress=False)
     return run / 'model'
 
-def matched(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress) -> dict:
-    "Matching results of `cfg.tasks` for a pre-trained model on the validation split, computed once per task and kept in `cache`."
+def matched(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress, tasks=None) -> dict:
+    "Matching results of `tasks` (default `cfg.tasks`) for a pre-trained model on the validation split, computed once per task and kept in `cache`."
     from dtir.match import run_match, match_request
     req = match_request(cfg, data)
     cache = Path(cache) if cache else Path(pre).parent / f"match-{hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:10]}"
     f = cache / 'match.json'
     have = json.loads(f.read_text())['t_star'] if f.exists() else {}
-    missing = [t for t in cfg.tasks if t not in have]
+    tasks = list(cfg.tasks if tasks is None else tasks)
+    missing = [t for t in tasks if t not in have]
     if missing:
         if log: log(f'matching {len(missing)} task(s) with {pre} -> {cache}')
         run_match(pre, cfg, cache, tasks=missing, data=data, log=None)
     s = json.loads(f.read_text())
-    return dict(s, t_star={k: s['t_star'][k] for k in cfg.tasks}, tasks={k: s['tasks'][k] for k in cfg.tasks})
+    return dict(s, t_star={k: s['t_star'][k] for k in tasks}, tasks={k: s['tasks'][k] for k in tasks})
 
 def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre: str | Path | None,
               data: str = 'builtin', seed: int | None = None, steps: int | None = None, plain: bool = False, log=progress) -> Path:
