@@ -13,12 +13,13 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 
+# PYTHONWARNINGS: not setuptools' "Editable installation" notice (a UserWarning of the build backend, printed on every install)
 $(VENV)/.core: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core
-	$(BIN)/pip install -q -e ".[dev]"
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.core

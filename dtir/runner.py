@@ -11,10 +11,11 @@ from pathlib import Path
 from .config import load_preset, preset_hash, preset_dict, repo_root, Preset
 
 # %% auto #0
-__all__ = ['NOTEBOOKS', 'FULL_ONLY', 'PROGRESS_MARK', 'MAIN_SETS', 'CLEAN_SETS', 'DEFAULT_CONVENTION', 'RESULTS_KEYS', 'Analysis',
-           'atomic_write', 'md_table', 'nbs_dir', 'run_key', 'git_commit', 'NotebookFailed', 'progress', 'run_notebook',
-           'assemble', 'data_md', 'md_tables', 'write_tables', 'render_html', 'undocumented_keys', 'reproduce',
-           'reference_wall_s', 'data_sets', 'data_status_lines', 'real_root', 'default_shared_data']
+__all__ = ['NOTEBOOKS', 'FULL_ONLY', 'PROGRESS_MARK', 'PROGRESS_FILE', 'MAIN_SETS', 'CLEAN_SETS', 'DEFAULT_CONVENTION',
+           'RESULTS_KEYS', 'Analysis', 'atomic_write', 'md_table', 'nbs_dir', 'run_key', 'git_commit', 'NotebookFailed',
+           'progress', 'run_notebook', 'report_step', 'ProgressBars', 'assemble', 'data_md', 'md_tables',
+           'write_tables', 'render_html', 'undocumented_keys', 'reproduce', 'reference_wall_s', 'data_sets',
+           'data_status_lines', 'real_root', 'default_shared_data']
 
 # %% ../nbs/03_runner.ipynb #60ac5b98
 class Analysis:
@@ -147,7 +148,9 @@ def _show_notebook_output():
         _dtir = True
         def emit(self, rec):
             for line in rec.getMessage().splitlines():
-                if line.startswith(PROGRESS_MARK): print('    ' + line[len(PROGRESS_MARK):].strip(), flush=True)
+                if line.startswith(PROGRESS_MARK):
+                    from tqdm import tqdm
+                    tqdm.write('    ' + line[len(PROGRESS_MARK):].strip())   # above the bars when they show
     lg.addHandler(_H()); lg.setLevel(logging.INFO); lg.propagate = False
 
 def run_notebook(name: str, rel: str, cfg: Preset, params: dict, out: Path, force: bool = False, log=print) -> dict:
@@ -171,7 +174,8 @@ def run_notebook(name: str, rel: str, cfg: Preset, params: dict, out: Path, forc
     t0 = time.time()
     try:
         pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name='python3', cwd=str(nb.parent),
-                            progress_bar=False, log_output=True)
+                            progress_bar=False, log_output=True,
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not the kernel's 'running over TCP' warning
     except Exception as e:
         raise NotebookFailed(f"notebook '{name}' ({rel}) failed; executed copy with the traceback: {executed}\n{type(e).__name__}: {e}") from None
     if not res_path.exists(): raise NotebookFailed(f"notebook '{name}' ran but wrote no {res_path} (does it call an.save()?)")
@@ -179,6 +183,98 @@ def run_notebook(name: str, rel: str, cfg: Preset, params: dict, out: Path, forc
     rec.update(run_key=key, wall_s=round(time.time() - t0, 1), executed=str(executed.relative_to(out)))
     atomic_write(res_path, json.dumps(rec, indent=1))
     return rec
+
+# %% ../nbs/03_runner.ipynb #df6c37ab
+PROGRESS_FILE = 'DTIR_PROGRESS_FILE'   # environment variable: the file a training run reports its step to (set by `dtir reproduce`)
+
+def report_step(run, kind: str, step: int, total: int):
+    "Write a training run's step to `$DTIR_PROGRESS_FILE` for `dtir reproduce`'s bars; nothing when it is unset."
+    f = os.environ.get(PROGRESS_FILE)
+    if f: atomic_write(Path(f), json.dumps(dict(run=str(run), kind=kind, step=int(step), total=int(total))))
+
+class ProgressBars:
+    "`dtir reproduce`'s tqdm bars: one per notebook (its time against the reference run's) and one per training run (steps, time left)."
+    def __init__(self, file: Path,              # where the notebooks' training runs report (`report_step`)
+                 ref: dict | None = None,       # {notebook: reference wall seconds}: the notebook bar's total
+                 disable: bool | None = None,   # None: bars only on a terminal (CI logs keep the plain lines)
+                 out=None,                      # the bars' stream (default stderr)
+                 every: float = 0.5):           # seconds between updates
+        import sys
+        self.file, self.ref, self.every, self.out = Path(file), dict(ref or {}), every, out or sys.stderr
+        self.disable = (not getattr(self.out, 'isatty', lambda: False)()) if disable is None else disable
+        self.nb = self.run = self._run_id = None
+        self._done, self._thread = set(), None
+        import threading
+        self._stop, self._lock = threading.Event(), threading.Lock()
+
+    def __enter__(self):
+        self.file.unlink(missing_ok=True)
+        self._env = os.environ.get(PROGRESS_FILE)
+        os.environ[PROGRESS_FILE] = str(self.file)   # the kernels papermill starts inherit it
+        if not self.disable:
+            import threading
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread: self._thread.join()
+        with self._lock: self._close_run(); self._close_nb()
+        if self._env is None: os.environ.pop(PROGRESS_FILE, None)
+        else: os.environ[PROGRESS_FILE] = self._env
+        self.file.unlink(missing_ok=True)
+
+    def _loop(self):
+        while not self._stop.wait(self.every): self.poll()
+
+    def _close_run(self):
+        if self.run is not None: self.run.close()
+        self.run = None
+
+    def _close_nb(self):
+        if self.nb is not None:
+            self.nb.n = round(time.time() - self._t0, 1); self.nb.total = self.nb.n; self.nb.close()
+        self.nb = None
+
+    def notebook(self, name: str, label: str):
+        "Start the bar of notebook `name` (closing the previous notebook's)."
+        from tqdm import tqdm
+        with self._lock:
+            self._close_run(); self._close_nb()
+            t = self.ref.get(name)
+            self.nb = tqdm(total=round(t) if t else None, desc=label, unit='s', file=self.out, disable=self.disable, leave=True,
+                           bar_format='{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (reference {total}s)' if t else
+                           '{desc}: {elapsed}')
+            self._t0 = time.time()
+
+    def poll(self):
+        "Bring the bars up to date: the notebook's clock, and the last step the file reports."
+        from tqdm import tqdm
+        with self._lock:
+            if self.nb is not None:
+                el = time.time() - self._t0
+                self.nb.n = min(el, self.nb.total) if self.nb.total else el
+                self.nb.refresh()
+            try: r = json.loads(self.file.read_text())
+            except (FileNotFoundError, json.JSONDecodeError): return
+            if r['run'] in self._done: return
+            if self._run_id != r['run']:
+                self._close_run()
+                self.run = tqdm(total=r['total'], initial=r['step'], desc=f"  {r['kind']} {Path(r['run']).name}", unit='step',
+                                file=self.out, disable=self.disable, leave=False)
+                self._run_id = r['run']
+            self.run.n = r['step']; self.run.refresh()
+            if r['step'] >= r['total']: self._done.add(r['run']); self._close_run()
+
+    def wrap(self, log):
+        "`log` that prints above the bars instead of through them."
+        if self.disable: return log
+        from tqdm import tqdm
+        def f(*a, **k):
+            with tqdm.external_write_mode(file=self.out): log(*a, **k)
+        return f
+
 
 # %% ../nbs/03_runner.ipynb #b0e3e867
 def _merge(dst: dict, src: dict, where: str):
@@ -387,11 +483,14 @@ def reproduce(preset: str = 'default',       # settings.ini section
         except json.JSONDecodeError: prev = {}
     if not prev: prev, src = reference_wall_s(preset), 'reference 2-core CPU run'
     t0, records = time.time(), []
-    for i, (name, rel) in enumerate(nbs):
-        left = [prev.get(n) for n, _ in nbs[i:]]
-        eta = f', about {sum(left)/60:.0f} min left ({src})' if all(x is not None for x in left) else ''
-        log(f'[{i+1}/{len(nbs)}] {name} ({rel}), {(time.time() - t0)/60:.1f} min elapsed{eta}')
-        records.append(run_notebook(name, rel, cfg, params, out, force=force, log=log))
+    with ProgressBars(out / '.progress.json', ref=prev) as bars:
+        say = bars.wrap(log)
+        for i, (name, rel) in enumerate(nbs):
+            left = [prev.get(n) for n, _ in nbs[i:]]
+            eta = f', about {sum(left)/60:.0f} min left ({src})' if all(x is not None for x in left) else ''
+            say(f'[{i+1}/{len(nbs)}] {name} ({rel}), {(time.time() - t0)/60:.1f} min elapsed{eta}')
+            bars.notebook(name, f'[{i+1}/{len(nbs)}] {name}')
+            records.append(run_notebook(name, rel, cfg, params, out, force=force, log=say))
     if only:  # keep the other notebooks' earlier results in the merged files
         have = {r['name'] for r in records}
         for name, _ in NOTEBOOKS + FULL_ONLY:

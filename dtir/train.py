@@ -255,11 +255,14 @@ class Trainer:
         self.net.train()
         bar = tqdm(total=self.spec.steps, initial=self.step, desc=f'{self.spec.kind}', disable=not (self.progress and self.acc.is_main_process),
                    mininterval=2.0)
-        t0, n0 = time.time(), self.step
+        from dtir.runner import report_step   # `dtir reproduce`'s bars (nothing outside it)
+        t0, n0, shown = time.time(), self.step, 0.0
         if self.acc.log_with and not self.acc.trackers: self.acc.init_trackers(self.spec.kind, config=_hparams(self.meta.get('preset', {})))
         while self.step < self.spec.steps:
             logs = self.train_step()
             bar.update(1)
+            if self.acc.is_main_process and (time.time() - shown >= 1 or self.step == self.spec.steps):
+                report_step(self.out, self.spec.kind, self.step, self.spec.steps); shown = time.time()
             if self.step % self.cfg.log_every == 0 or self.step == self.spec.steps:
                 el = time.time() - t0
                 rec = dict(step=self.step, lr=self.sched.get_last_lr()[0], **{k: round(v, 6) for k, v in logs.items()},
