@@ -23,7 +23,7 @@ __all__ = ['TRAIN_KEYS', 'DIFFUSION_KEYS', 'PRETRAIN_KEYS', 'PLAIN_KEYS', 'GEF_K
 TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', 'width', 'enc_blocks', 'middle_blocks',
               'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'mixed_precision')
 DIFFUSION_KEYS = ('T', 'schedule', 've_smax', 'w_eps')
-PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps',)
+PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps', 'pretrain_data')
 PLAIN_KEYS = TRAIN_KEYS + ('fft_weight',)
 GEF_KEYS = ('finetune_steps', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
             'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers', 'k_shallow',

@@ -13,8 +13,8 @@ from .config import Preset
 from .train import step_seed, step_generator
 
 # %% auto #0
-__all__ = ['full_train_images', 'clean_train_images', 'clean_batches', 'task_batches', 'PairedPatchSampler', 'paired_batches',
-           'multi_paired_batches', 'eval_set', 'predict', 'val_set', 'splits']
+__all__ = ['CORPORA', 'full_train_images', 'clean_train_images', 'clean_batches', 'corpus_images', 'task_batches',
+           'PairedPatchSampler', 'paired_batches', 'multi_paired_batches', 'eval_set', 'predict', 'val_set', 'splits']
 
 # %% ../nbs/13a_batches.ipynb #37e25560
 def full_train_images(data: str = 'builtin') -> list[tuple[str, np.ndarray]]:
@@ -33,11 +33,37 @@ def clean_train_images(data: str = 'builtin', val_size: int = 0) -> list[tuple[s
     ims = full_train_images(data)
     return ims if not val_size else [(n, split_rows(a, val_size, 'train', n)) for n, a in ims]
 
-def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None) -> Callable[[int], dict]:
+def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None,
+                  corpus: bool = False,   # also the clean corpus `cfg.pretrain_data` (generative pre-training)
+                 ) -> Callable[[int], dict]:
     "`step -> {'x': (B,3,P,P)}`: clean patches of the training split, a deterministic function of (seed, step)."
     from dtir.data.builtin import PatchSampler
-    s = PatchSampler(clean_train_images(data, cfg.val_size), cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
+    ims = clean_train_images(data, cfg.val_size) + (corpus_images(cfg.pretrain_data)[0] if corpus else [])
+    s = PatchSampler(ims, cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
     return lambda step: {'x': s.batch_at(step)}
+
+# %% ../nbs/13a_batches.ipynb #35b12627
+CORPORA = {'bsds500': 'bsds500_test200'}   # pretrain_data names -> clean sets of the data registry (training only)
+
+def corpus_images(name: str,               # builtin | a key of CORPORA | a folder of clean images
+                 ) -> tuple[list[tuple[str, np.ndarray]], str]:
+    "(images, what was used): the clean pre-training corpus beyond the training photos; none for builtin or a set not found."
+    if name == 'builtin': return [], 'pre-training corpus: the built-in training photos only (pretrain_data=builtin)'
+    from dtir.data.paired import list_images, read_image
+    if name in CORPORA:
+        from dtir.data.registry import locate
+        hit = locate(CORPORA[name])
+        if hit is None:
+            return [], (f'pre-training corpus: the built-in training photos only; {CORPORA[name]} (pretrain_data={name}) was not '
+                        f'found, `dtir data fetch {CORPORA[name]}` or ../shared/data provides it')
+        root = hit[1]
+    else:
+        root = Path(name)
+        if not root.is_dir(): raise FileNotFoundError(f"pretrain_data {name}: folder not found")
+    files = list_images(root / 'target' if (root / 'target').is_dir() else root)
+    if not files: raise FileNotFoundError(f"pretrain_data {name}: no images in {root}")
+    ims = [(f'{root.name}/{p.name}', read_image(p)) for p in files]
+    return ims, f'pre-training corpus: the training photos and {len(ims)} clean images of {root.name} ({root})'
 
 # %% ../nbs/13a_batches.ipynb #f22d684c
 def _t_tensor(ts: list, device='cpu'):
@@ -192,4 +218,6 @@ def splits(cfg: Preset, data: str = 'builtin', roots: Sequence[str] = ()) -> dic
     else: train = [f'{data}: every pair, the rows above its bottom {cfg.val_size}']
     val = val_set(cfg, (cfg.setting_a_tasks or cfg.tasks)[0], data)[2]   # the same crops for every task
     test = clean_eval_images(cfg.eval_size, cfg.n_eval, roots=tuple(roots), seed=1234)[1]
-    return dict(train=train, val=val, test=test, val_size=cfg.val_size, crop=cfg.eval_size)
+    corpus, what = corpus_images(cfg.pretrain_data)   # clean images generative pre-training adds (never scored)
+    return dict(train=train, val=val, test=test, val_size=cfg.val_size, crop=cfg.eval_size,
+                pretrain_corpus=dict(what=what, images=[n for n, _ in corpus]))

@@ -27,6 +27,7 @@ class Preset:
     mixed_precision: str = 'no'         # no|bf16 (Accelerate); fp16 is refused: it needs a loss scaler
     # data
     data: str = 'builtin'               # builtin or a paired-folder root
+    pretrain_data: str = 'builtin'      # the pre-training corpus beside the training photos: builtin (none) | bsds500 | a folder of clean images
     patch: int = 64                     # training patch size (px)
     batch: int = 8
     augment: bool = True                # flips and 90-degree rotations of training patches

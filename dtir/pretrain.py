@@ -84,7 +84,7 @@ def pretrain(cfg: Preset,                 # preset (model, schedule, steps, opti
     net, spec = new_model(cfg)
     from dtir.diffusion import schedule_for
     sch = schedule_for(cfg)
-    tr = Trainer(cfg, net, with_diffusion_noise(clean_batches(cfg, data), cfg.T, cfg.seed), pretrain_step_fn(sch, cfg.w_eps),
+    tr = Trainer(cfg, net, with_diffusion_noise(clean_batches(cfg, data, corpus=True), cfg.T, cfg.seed), pretrain_step_fn(sch, cfg.w_eps),
                  RunSpec('pretrain', cfg.pretrain_steps, cfg.seed, {'data': data}), out,
                  meta=dict(model=spec, schedule=schedule_meta(cfg)), progress=progress, overwrite=overwrite)
     return tr.fit(resume=resume)

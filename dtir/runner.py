@@ -184,7 +184,7 @@ def run_notebook(name: str, rel: str, cfg: Preset, params: dict, out: Path, forc
     atomic_write(res_path, json.dumps(rec, indent=1))
     return rec
 
-# %% ../nbs/03_runner.ipynb #df6c37ab
+# %% ../nbs/03_runner.ipynb #efda290f
 PROGRESS_FILE = 'DTIR_PROGRESS_FILE'   # environment variable: the file a training run reports its step to (set by `dtir reproduce`)
 
 def report_step(run, kind: str, step: int, total: int):
@@ -296,7 +296,9 @@ def assemble(out: Path, records: list[dict], preset: str, cfg: Preset, wall_tota
                            cached=[r['name'] for r in records if r.get('cached')],
                            preset_values=preset_dict(cfg), data=data_sets or [], splits=splits or {})
     atomic_write(out / 'results.json', json.dumps(results, indent=1, default=_jsonable))
-    head = [f'# dtir report: preset `{preset}`', ''] + ([data_md(data_sets), ''] if data_sets is not None else []) + [
+    corpus = (splits or {}).get('pretrain_corpus', {}).get('what')   # which clean images pre-training used, fallback included
+    head = [f'# dtir report: preset `{preset}`', ''] + ([data_md(data_sets), ''] if data_sets is not None else []) + (
+            [f'**{corpus[0].upper() + corpus[1:]}**.', ''] if corpus else []) + [
             f'git `{results["meta"]["git_commit"][:10]}` · {results["meta"]["device"]} · seeds {list(cfg.seeds)} · '
             f'total wall time {wall_total/60:.1f} min', '',
             md_table([dict(notebook=r['name'], wall_min=(r.get('wall_s') or 0) / 60, cached='yes' if r.get('cached') else 'no')
