@@ -211,7 +211,7 @@ def test_bad_construction():
 
 def test_build_model_and_spec():
     cfg = load_preset('smoke')
-    assert set(ARCHS) == {'unet', 'nafnet'}
+    assert set(ARCHS) == {'unet', 'nafnet', 'restormer', 'xrestormer'}
     assert isinstance(build_model(cfg), TimeUNet)
     ncfg = load_preset('smoke', {'arch': 'nafnet'})
     assert isinstance(build_model(ncfg), TimeFiLM) and isinstance(build_model(ncfg, time=False), NAFNet)
@@ -234,3 +234,85 @@ def test_paper_size_parameter_counts():
     assert abs(n_plain / 1e6 - 61.34) < 0.01 and abs(n_time / 1e6 - 75.17) < 0.01
     assert abs(naf64 / 1e6 - 67.89) < 0.01  # the paper's NAFNet: 67.8 M
     assert abs(naf32 / 1e6 - 17.11) < 0.01  # NAFNet-width32: 17.1 M
+
+
+# --- Restormer / X-Restormer (dtir.models.restormer): the same contract, restore end to end ---
+from pathlib import Path
+
+
+def restormer_variants():
+    "(label, network, has_time) for the Restormer backbones, plain and through TimeFiLM."
+    from dtir.models import Restormer, XRestormer
+    torch.manual_seed(0)
+    return [('restormer-film', TimeFiLM(Restormer(**SMALL)), True), ('restormer', Restormer(**SMALL), False),
+            ('xrestormer-film', TimeFiLM(XRestormer(**SMALL)), True), ('xrestormer', XRestormer(**SMALL), False)]
+
+
+@pytest.mark.parametrize('label,net,has_time', restormer_variants())
+def test_restormer_model_contract(label, net, has_time):
+    "The checks every other backbone passes: odd sizes, time rules, depth groups, adapters, gradients, t per sample."
+    test_shapes_odd_sizes(label, net, has_time)
+    test_time_argument_rules(label, net, has_time)
+    for order in ('forward', 'resolution'):
+        for temb in ('first', 'last'): test_depth_groups_cover_every_parameter_once(label, net, has_time, order, temb)
+    if has_time:
+        test_output_depends_on_t_per_sample(label, copy.deepcopy(net), has_time)
+    test_gradient_reaches_every_parameter(label, copy.deepcopy(net), has_time)
+    test_adapters_are_called_with_time_vector(label, copy.deepcopy(net), has_time)
+
+
+@pytest.mark.parametrize('arch', ['restormer', 'xrestormer'])
+def test_restormer_build_spec_and_film(arch):
+    from dtir.models import Restormer, XRestormer
+    cls = dict(restormer=Restormer, xrestormer=XRestormer)[arch]
+    assert ARCHS[arch] is cls
+    cfg = load_preset('smoke', {'arch': arch})
+    torch.manual_seed(0)
+    net = build_model(cfg, moe=2)
+    assert isinstance(net, TimeFiLM) and type(net.net) is cls and type(build_model(cfg, time=False)) is cls
+    s = model_spec(cfg, moe=2)
+    assert s['time_wrapper'] == 'film' and json.loads(json.dumps(s)) == s
+    check_spec(s, model_spec(cfg, moe=2))
+    with pytest.raises(ValueError, match='moe'): check_spec(s, model_spec(cfg))
+    x = torch.rand(2, 3, 23, 31)
+    with torch.no_grad():
+        plain = net.net
+        assert torch.equal(net(x, torch.tensor([4, 60])), plain(x, temb=net.temb(torch.tensor([4, 60]), 2)))  # fresh FiLM: plain net
+
+
+def _restormer_model(folder: Path, arch: str) -> tuple[Path, nn.Module]:
+    "A smoke-size checkpoint of `arch` in `folder`/model (prompt 8 for rain), weights nudged; and the network saved."
+    from dtir.checkpoint import save_checkpoint, state_dict_cpu
+    from dtir.config import preset_dict
+    from dtir.pretrain import new_model, schedule_meta
+    cfg = load_preset('smoke', {'arch': arch})
+    net, spec = new_model(cfg, time=True)
+    perturb(net, std=0.01)
+    meta = dict(model=spec, preset=preset_dict(cfg), schedule=schedule_meta(cfg), t_star={'rain': 8})
+    return save_checkpoint(Path(folder) / 'model', state_dict_cpu(net), meta), net
+
+
+@pytest.mark.parametrize('arch', ['restormer', 'xrestormer'])
+def test_restore_with_restormer_backbones(arch, tmp_path):
+    "`dtir restore` (its Python entry point) on a model folder of each new backbone: loaded strictly, tiled, written."
+    import numpy as np
+    from PIL import Image
+    from dtir.pretrain import load_model
+    from dtir.restore import restore_files, restore_tensor
+    ckpt, net = _restormer_model(tmp_path, arch)
+    rng = np.random.default_rng(0)
+    src = tmp_path / 'in'; src.mkdir()
+    a = (rng.random((40, 56, 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).save(src / 'img.png')
+    loaded, meta = load_model(ckpt)
+    assert meta['model']['arch'] == arch and type(loaded.net) is type(net.net)
+    y = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad(): want = (y - net.eval()(y, torch.tensor([8]))).clamp(0, 1)
+    assert torch.allclose(restore_tensor(loaded, y, 8, tile=0), want, atol=1e-5)   # the saved weights, restored exactly
+    for tile, out in ((0, tmp_path / 'whole'), (32, tmp_path / 'tiled')):
+        r = restore_files(ckpt, src, out, t='model', tile=tile, overlap=8, log=None)
+        assert [p.name for p in r['ok']] == ['img.png'] and not r['failed']
+        b = np.asarray(Image.open(out / 'img.png'))
+        assert b.shape == a.shape and not np.array_equal(a, b)
+        if tile == 0: np.testing.assert_array_equal(b, np.rint(want[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+        else: assert np.abs(b.astype(int) - np.asarray(Image.open(tmp_path / 'whole' / 'img.png')).astype(int)).mean() < 8

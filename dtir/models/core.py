@@ -11,14 +11,16 @@ import torch.nn as nn
 from ..config import Preset
 from .unet import TimeUNet
 from .nafnet import NAFNet, TimeFiLM
+from .restormer import Restormer, XRestormer
 
-_all_ = ['TimeUNet', 'NAFNet', 'TimeFiLM']
+_all_ = ['TimeUNet', 'NAFNet', 'TimeFiLM', 'Restormer', 'XRestormer']
 
 # %% auto #0
-__all__ = ['ARCHS', 'build_model', 'count_params', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet', 'TimeFiLM']
+__all__ = ['ARCHS', 'build_model', 'count_params', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet', 'TimeFiLM', 'Restormer',
+           'XRestormer']
 
 # %% ../../nbs/11b_models.ipynb #3c07c2ee
-ARCHS = dict(unet=TimeUNet, nafnet=NAFNet)
+ARCHS = dict(unet=TimeUNet, nafnet=NAFNet, restormer=Restormer, xrestormer=XRestormer)
 
 def _native_time(cls) -> bool: return 'time' in inspect.signature(cls).parameters
 
