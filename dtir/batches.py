@@ -42,7 +42,7 @@ def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None,
     s = PatchSampler(ims, cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
     return lambda step: {'x': s.batch_at(step)}
 
-# %% ../nbs/13a_batches.ipynb #35b12627
+# %% ../nbs/13a_batches.ipynb #9f1d7512
 CORPORA = {'bsds500': 'bsds500_test200'}   # pretrain_data names -> clean sets of the data registry (training only)
 
 def corpus_images(name: str,               # builtin | a key of CORPORA | a folder of clean images
