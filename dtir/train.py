@@ -59,6 +59,11 @@ def _hparams(d: dict) -> dict:
 # %% ../nbs/13_train.ipynb #49189cf2
 class TrainingDiverged(RuntimeError): pass
 
+def _grads_finite(params) -> bool:
+    "Whether every gradient is finite: one max-abs norm over all of them (NaN and inf propagate; no overflow, one sync)."
+    gs = [p.grad for p in params if p.grad is not None]
+    return not gs or bool(torch.isfinite(torch.nn.utils.get_total_norm(gs, norm_type=float('inf'))))
+
 @dataclass
 class RunSpec:
     "What a training run is: written into every checkpoint's meta and checked on resume."
@@ -218,7 +223,7 @@ class Trainer:
                 out = self.step_fn(self.net, batch, step, 1.0 / cfg.grad_accum)
             for k, v in out.items(): logs[k] = logs.get(k, 0.0) + float(v) / cfg.grad_accum
         bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if bad or any(not torch.isfinite(p.grad).all() for p in self.params if p.grad is not None):
+        if bad or not _grads_finite(self.params):
             last = load_meta(self.ckpt_dir)['step'] if (self.ckpt_dir / 'meta.json').exists() else None
             raise TrainingDiverged(f"non-finite {'loss ' + str(bad) if bad else 'gradient'} at step {step} "
                                    f"(logs {logs}); stopped. Last good checkpoint: "
