@@ -8,6 +8,7 @@ from torch import nn
 from dtir.gef import (check_depth_groups, shallow_params, gen_param_selection, layer_decay_weights, compute_importance,
                       save_importance, load_importance, params_fingerprint, snapshot_params, reg_loss, grad_cosine,
                       orth_loss_batch, orth_loss_rows, orth_loss_sample, per_sample_grads, gef_backward, mix_iteration)
+from dtir.gef import _splitmix64, _M64
 
 torch.set_num_threads(1)
 
@@ -426,7 +427,21 @@ def test_mix_deterministic_and_resumable():
     resumed = full[:1000] + [mix_iteration(k, 0.1, 5) for k in range(1000, 2000)]
     assert full == resumed
     assert full != [mix_iteration(k, 0.1, 6) for k in range(2000)]
-    assert [mix_iteration(k, 0.1, 5, 'random') for k in range(200)] == [mix_iteration(k, 0.1, 5, 'random') for k in range(200)]
+    # SplitMix64's published outputs from state 0 pin the hash both modes draw the seed offset (and 'random' its steps) from
+    assert [_splitmix64(k * 0x9E3779B97F4A7C15 & _M64) for k in range(3)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    u0 = _splitmix64(5) / 2**64
+    assert full[0] == (u0 < 0.1) and mix_iteration(0, u0 + 1e-9, 5) and not mix_iteration(0, u0 - 1e-9, 5)
     assert not any(mix_iteration(k, 0.0, 1) for k in range(1000)) and all(mix_iteration(k, 1.0, 1) for k in range(1000))
     with pytest.raises(ValueError, match='p_mix'): mix_iteration(0, -0.1, 0)
     with pytest.raises(ValueError, match='mode'): mix_iteration(0, 0.1, 0, 'sobol')
+
+
+@pytest.mark.parametrize('p', [0.05, 0.1, 0.3])
+def test_mix_quasi_is_a_weyl_sequence_and_random_is_independent(p):
+    ks = [k for k in range(10_000) if mix_iteration(k, p, 3)]
+    gaps = sorted({b - a for a, b in zip(ks, ks[1:])})   # three-gap theorem: 2 or 3 gap lengths, the largest the sum of the others
+    assert len(gaps) in (2, 3) and (len(gaps) == 2 or gaps[2] == gaps[0] + gaps[1]), gaps
+    assert not any(mix_iteration(k, p, 3) and mix_iteration(k + 1, p, 3) for k in range(10_000))   # consecutive u differ by phi
+    r = [mix_iteration(k, p, 3, 'random') for k in range(20_000)]
+    pairs = sum(a and b for a, b in zip(r, r[1:])) / 19_999
+    assert abs(pairs - p * p) <= 5 * math.sqrt(p * p * (1 + 2 * p) / 19_999)
