@@ -81,7 +81,7 @@ class Preset:
     importance_batches: int = 8
     orth: bool = True
     alpha_orth: float = 0.1
-    orth_form: str = 'batch'            # batch|sample
+    orth_form: str = 'batch'            # batch|sample (the L_orth loss) | project (first-order gradient projection)
     orth_gamma: float = 1.0
     gen_layers: str = 'shallow'         # shallow|deep|all|none: where L_gen gradients may act
     k_shallow: int = 2
@@ -183,7 +183,7 @@ def validate(p: Preset) -> Preset:
     if not 0 <= p.p_mix <= 1: bad('p_mix', 'must lie in [0, 1]')
     if p.schedule not in ('vp', 've', 'cosine'): bad('schedule', "must be one of vp, ve, cosine")
     if p.importance not in ('abs', 'fisher'): bad('importance', 'must be abs or fisher')
-    if p.orth_form not in ('batch', 'sample'): bad('orth_form', 'must be batch or sample')
+    if p.orth_form not in ('batch', 'sample', 'project'): bad('orth_form', 'must be batch, sample or project')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
     if p.match_mode not in ('onestep', 'reverse'): bad('match_mode', 'must be onestep or reverse')
     if p.mixed_precision not in ('no', 'bf16'):

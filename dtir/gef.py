@@ -20,8 +20,9 @@ from torch.utils._pytree import tree_map
 # %% auto #0
 __all__ = ['check_depth_groups', 'shallow_params', 'gen_param_selection', 'layer_decay_weights', 'compute_importance',
            'params_fingerprint', 'snapshot_params', 'save_importance', 'load_importance', 'reg_loss', 'reg_apply_',
-           'normalize_importance', 'reg_prox_', 'frac_at_theta0', 'grad_cosine', 'orth_loss_batch', 'orth_loss_rows',
-           'per_sample_grads', 'orth_loss_sample', 'gef_backward', 'mix_iteration', 'GefPlan', 'gef_plan']
+           'normalize_importance', 'reg_prox_', 'frac_at_theta0', 'grad_cosine', 'orth_loss_batch', 'orth_project',
+           'orth_loss_rows', 'per_sample_grads', 'orth_loss_sample', 'gef_backward', 'mix_iteration', 'GefPlan',
+           'gef_plan']
 
 # %% ../nbs/20_gef.ipynb #e1d5cc4a
 def check_depth_groups(net: nn.Module) -> list[list[tuple[str, nn.Parameter]]]:
@@ -282,6 +283,17 @@ def orth_loss_batch(g_gen: list[Tensor], g_rec: list[Tensor]) -> Tensor:
     "|cos(flat(g_gen), flat(g_rec))|: the batch form of L_orth."
     return grad_cosine(g_gen, g_rec).abs()
 
+def orth_project(g_rec: list[Tensor | None], g_gen: list[Tensor | None], eps: float = 1e-24) -> list[Tensor | None]:
+    "`g_rec` minus its component along `g_gen` (both flattened and concatenated): the gradient-surgery form of orthogonality."
+    if len(g_rec) != len(g_gen): raise ValueError(f"orth_project: {len(g_rec)} tensors vs {len(g_gen)}")
+    dot = nn_ = 0.
+    for a, b in zip(g_rec, g_gen):
+        if b is not None: nn_ = nn_ + _f32(b).square().sum()
+        if a is not None and b is not None: dot = dot + (_f32(a) * _f32(b)).sum()
+    if not torch.is_tensor(dot): return list(g_rec)
+    c = dot / torch.as_tensor(nn_).clamp_min(eps)
+    return [a if b is None else (-c * b).to(b.dtype) if a is None else a - (c * b).to(a.dtype) for a, b in zip(g_rec, g_gen)]
+
 # %% ../nbs/20_gef.ipynb #6c25ebaa
 def _unit_rows(G: list[Tensor]) -> Tensor:
     B = G[0].shape[0]
@@ -359,13 +371,14 @@ def gef_backward(net: nn.Module,
                  gen_params: list[tuple[str, nn.Parameter]] = (),  # where L_gen's gradient may act, shallow -> deep
                  decay: dict[str, float] | None = None,  # layer-decay weight per gen_params name; None = all 1
                  alpha: float = 0.1,               # weight of L_orth
-                 orth: str | None = 'batch',       # batch|sample|None
+                 orth: str | None = 'batch',       # batch|sample (the L_orth loss) | project (gradient surgery) | None
                  scale: float = 1.0,               # multiplies every gradient (gradient accumulation)
                  orth_params: list[tuple[str, nn.Parameter]] | None = None,  # theta_s of L_orth (default gen_params)
                  gamma: float = 1.0,               # weight of |d| in the per-sample form
                 ) -> dict[str, float]:
     "Accumulate the GEF gradient into `.grad`: d[L_rec + L_reg + alpha L_orth] + w * dL_gen on gen_params only."
-    if orth not in ('batch', 'sample', None): raise ValueError(f"gef_backward: orth must be 'batch', 'sample' or None (got {orth!r})")
+    if orth not in ('batch', 'sample', 'project', None):
+        raise ValueError(f"gef_backward: orth must be 'batch', 'sample', 'project' or None (got {orth!r})")
     if alpha < 0: raise ValueError(f"gef_backward: alpha must be >= 0 (got {alpha})")
     named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     params = [p for _, p in named]
@@ -391,7 +404,7 @@ def gef_backward(net: nn.Module,
         if missing: raise KeyError(f"gef_backward: decay has no weight for gen_params {missing[:5]}")
         w = [decay[n] for n, _ in gp]
     use_orth = orth is not None and len(op) > 0
-    graph = use_orth and alpha > 0
+    graph = use_orth and alpha > 0 and orth != 'project'   # the projection is first order: no graph of the gradients
     if orth == 'sample' and use_orth and (L_gen.ndim != 1 or L_rec.ndim != 1):
         raise ValueError(f"gef_backward: orth='sample' needs per-sample (B,) losses; got L_rec {tuple(L_rec.shape)}, L_gen {tuple(L_gen.shape)}")
 
@@ -412,8 +425,12 @@ def gef_backward(net: nn.Module,
         g_rec = torch.autograd.grad(rec, params, create_graph=graph, allow_unused=True)
         if use_orth:
             by_id = dict(zip(map(id, params), g_rec))
-            cos = grad_cosine([g_gen[pos[id(p)]] for _, p in op], [by_id[id(p)] for _, p in op])
+            go = [g_gen[pos[id(p)]] for _, p in op]
+            cos = grad_cosine(go, [by_id[id(p)] for _, p in op])
             orth_val = cos.abs()
+            if orth == 'project':   # theta_s's reconstruction gradient loses its component along the generative one
+                by_id.update(zip(map(id, (p for _, p in op)), orth_project([by_id[id(p)] for _, p in op], go)))
+                g_rec = [by_id[id(p)] for p in params]
         rest = reg + (alpha * orth_val if graph else zero)
         if rest.requires_grad: torch.autograd.backward(rest * scale, inputs=params)
         for p, g in zip(params, g_rec): _accumulate(p, g, scale)
@@ -421,10 +438,10 @@ def gef_backward(net: nn.Module,
 
     out['gen'] = gen.detach().item()
     total = out['rec'] + out['reg'] + out['gen']
-    if orth_val is not None:
+    if orth_val is not None:   # for the projection: the cosine before it (the loss form's value), not part of the total
         out.update(orth=orth_val.detach().item(), cos=cos.detach().item())
         if s is not None: out['s'] = s.detach().item()
-        total += alpha * out['orth']
+        if orth != 'project': total += alpha * out['orth']
     out['total'] = total
     return out
 

@@ -445,3 +445,18 @@ def test_mix_quasi_is_a_weyl_sequence_and_random_is_independent(p):
     r = [mix_iteration(k, p, 3, 'random') for k in range(20_000)]
     pairs = sum(a and b for a, b in zip(r, r[1:])) / 19_999
     assert abs(pairs - p * p) <= 5 * math.sqrt(p * p * (1 + 2 * p) / 19_999)
+
+
+def test_finetune_with_the_projection_form(tmp_path):
+    "`orth_form=project` through a whole smoke fine-tuning run where every step mixes: the log carries the cosine it removed."
+    from dtir.config import load_preset
+    from dtir.finetune import finetune
+    from dtir.train import read_log
+    from cli_helpers import tiny_pretrained
+    pre = tiny_pretrained(tmp_path / 'pre')
+    cfg = load_preset('smoke', ['orth_form=project', 'p_mix=1', 'log_every=1', 'device=cpu'])
+    finetune(cfg, 'rain', pre, tmp_path / 'ft', t_star=8, steps=3, progress=False)
+    log = read_log(tmp_path / 'ft')
+    assert len(log) == 3 and all('cos' in r and 'loss_gen' in r and math.isfinite(r['loss_total']) for r in log), log
+    assert all(abs(r['loss_total'] - (r['loss_rec'] + r['loss_gen'] + r.get('loss_reg', 0))) < 1e-5 for r in log), log
+    with pytest.raises(ValueError, match='orth_form'): load_preset('smoke', ['orth_form=surgery'])
