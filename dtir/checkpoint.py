@@ -7,22 +7,57 @@ Docs: https://dtir.github.io/dtir/checkpoint.html.md"""
 # %% ../nbs/12_checkpoint.ipynb #9709e8ce
 from __future__ import annotations
 import hashlib, json, os, re, shutil, time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 import torch
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
-__all__ = ['CheckpointError', 'state_dict_cpu', 'save_checkpoint', 'load_meta', 'load_checkpoint', 'load_weights', 'pid_alive',
-           'RunLocked', 'RunLock', 'temp_owner', 'clean_stale_temps', 'check_writable']
+__all__ = ['sha256_file', 'atomic_path', 'atomic_write', 'CheckpointError', 'state_dict_cpu', 'save_checkpoint', 'load_meta',
+           'load_checkpoint', 'load_weights', 'pid_alive', 'RunLocked', 'RunLock', 'temp_owner', 'clean_stale_temps',
+           'check_writable']
+
+# %% ../nbs/12_checkpoint.ipynb #d2ed459e
+def sha256_file(p: str | Path, chunk: int = 1 << 20) -> str:
+    "SHA-256 hex digest of a file, read in chunks."
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        for b in iter(lambda: f.read(chunk), b''): h.update(b)
+    return h.hexdigest()
+
+def _remove(p: Path):
+    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+    else: p.unlink(missing_ok=True)
+
+def _old(path: Path) -> Path: return path.with_name(f'.{path.name}.old')
+
+@contextmanager
+def atomic_path(path: str | Path,           # the file or folder to (re)write
+                keep_suffix: bool = False,  # end the temporary name with `path`'s extension (writers that choose the format by it)
+               ) -> Iterator[Path]:
+    "A temporary sibling of `path`, named with this pid, to write; renamed onto `path` if the block succeeds, removed if not."
+    path, pid = Path(path), os.getpid()
+    tmp = path.with_name(f'.{path.stem}.tmp{pid}{path.suffix}' if keep_suffix else f'.{path.name}.tmp{pid}')
+    _remove(tmp)   # left by an earlier process with the same pid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        if tmp.is_dir():   # a folder cannot replace a folder in one rename: the old one waits as `.NAME.old`
+            old = _old(path); _remove(old)
+            if path.exists(): os.replace(path, old)
+            os.replace(tmp, path); _remove(old)
+        else: os.replace(tmp, path)
+    finally: _remove(tmp)
+
+def atomic_write(path: str | Path, data: str | bytes):
+    "Write text or bytes to `path` through `atomic_path`: readers see the old file or the new one, never half of one."
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes): tmp.write_bytes(data)
+        else: tmp.write_text(data)
 
 # %% ../nbs/12_checkpoint.ipynb #22df9cad
 class CheckpointError(RuntimeError): pass
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
 
 def _umask() -> int:
     m = os.umask(0o022); os.umask(m); return m
@@ -43,29 +78,23 @@ def save_checkpoint(path: str | Path,          # checkpoint folder to (re)write
                    ) -> Path:
     "Write a checkpoint folder atomically (temp folder + rename)."
     path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_file(weights, str(tmp / 'model.safetensors'))
-    os.chmod(tmp / 'model.safetensors', 0o666 & ~_umask())   # safetensors writes 0600; use the umask like every other file
-    files = {'model.safetensors': _sha256(tmp / 'model.safetensors')}
-    if state is not None:
-        torch.save(state, tmp / 'state.pt')
-        files['state.pt'] = _sha256(tmp / 'state.pt')
-    doc = json.loads(json.dumps({k: v for k, v in meta.items() if k != 'meta_sha256'} | {'files': files, 'saved_at': time.time()},
-                                default=str))   # what reading it back gives, so the digest is over exactly that
-    (tmp / 'meta.json').write_text(json.dumps({**doc, 'meta_sha256': _meta_digest(doc)}, indent=1))
-    old = path.with_name(f'.{path.name}.old')
-    if old.exists(): shutil.rmtree(old)
-    if path.exists(): os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists(): shutil.rmtree(old)
+    with atomic_path(path) as tmp:
+        tmp.mkdir()
+        save_file(weights, str(tmp / 'model.safetensors'))
+        os.chmod(tmp / 'model.safetensors', 0o666 & ~_umask())   # safetensors writes 0600; use the umask like every other file
+        files = {'model.safetensors': sha256_file(tmp / 'model.safetensors')}
+        if state is not None:
+            torch.save(state, tmp / 'state.pt')
+            files['state.pt'] = sha256_file(tmp / 'state.pt')
+        doc = json.loads(json.dumps({k: v for k, v in meta.items() if k != 'meta_sha256'} | {'files': files, 'saved_at': time.time()},
+                                    default=str))   # what reading it back gives, so the digest is over exactly that
+        (tmp / 'meta.json').write_text(json.dumps({**doc, 'meta_sha256': _meta_digest(doc)}, indent=1))
     return path
 
 def _resolve(path: Path) -> Path:
     "The checkpoint folder, or its `.old` twin when a run was killed between the two renames."
     if (path / 'meta.json').exists(): return path
-    old = path.with_name(f'.{path.name}.old')
+    old = _old(path)
     if not path.exists() and (old / 'meta.json').exists(): return old
     if not path.exists(): raise FileNotFoundError(f"checkpoint not found: {path}")
     raise CheckpointError(f"checkpoint {path} has no meta.json: incomplete or not a dtir checkpoint")
@@ -88,7 +117,7 @@ def load_checkpoint(path: str | Path, state: bool = False, verify: bool = True) 
     for name, sha in meta.get('files', {}).items():
         f = p / name
         if not f.exists(): raise CheckpointError(f"checkpoint file missing: {f}")
-        if verify and _sha256(f) != sha:
+        if verify and sha256_file(f) != sha:
             raise CheckpointError(f"checkpoint file corrupted (SHA-256 mismatch): {f}; it was modified or truncated after saving")
     try: weights = load_file(str(p / 'model.safetensors'))
     except Exception as e: raise CheckpointError(f"cannot read {p/'model.safetensors'}: {e}") from None
@@ -191,9 +220,9 @@ class RunLock:
     def __exit__(self, *exc): self.release()
 
 # %% ../nbs/12_checkpoint.ipynb #5832f885
-_TEMP = (re.compile(r'^\..+\.tmp(\d+)(\.[A-Za-z0-9]+)?$'),   # .ckpt.tmpPID (checkpoints), .NAME.tmpPID.png (restore)
-         re.compile(r'^.+\.tmp(\d+)$'),                       # NAME.tmpPID (dtir.runner.atomic_write)
-         re.compile(r'^\..+\.(\d+)\.tmp$'))                   # .NAME.PID.tmp (dtir.gef.save_importance)
+_TEMP = (re.compile(r'^\..+\.tmp(\d+)(\.[A-Za-z0-9]+)?$'),   # .NAME.tmpPID, .STEM.tmpPID.EXT (`atomic_path`, every writer)
+         re.compile(r'^.+\.tmp(\d+)$'),                       # NAME.tmpPID (written by dtir.runner before `atomic_path`)
+         re.compile(r'^\..+\.(\d+)\.tmp$'))                   # .NAME.PID.tmp (written by dtir.gef before `atomic_path`)
 
 def temp_owner(name: str) -> int | None:
     "The pid in the name of one of dtir's temporary files (None: not such a name)."

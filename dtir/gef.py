@@ -6,7 +6,7 @@ Docs: https://dtir.github.io/dtir/gef.html.md"""
 
 # %% ../nbs/20_gef.ipynb #37c437af
 from __future__ import annotations
-import hashlib, json, math, os
+import hashlib, json, math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -16,6 +16,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from torch.func import functional_call, grad as func_grad, vmap
 from torch.utils._pytree import tree_map
+from .checkpoint import atomic_path, atomic_write, sha256_file
 
 # %% auto #0
 __all__ = ['check_depth_groups', 'shallow_params', 'gen_param_selection', 'layer_decay_weights', 'compute_importance',
@@ -111,12 +112,6 @@ def snapshot_params(net: nn.Module) -> dict[str, Tensor]:
 
 def _sidecar(path: Path) -> Path: return path.with_name(path.name + '.json')
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
-
 def save_importance(path: str | Path,              # the .safetensors file to write
                     omega: dict[str, Tensor],      # importance by parameter name
                     meta: dict | None = None,      # JSON-serialisable facts checked on load (e.g. checkpoint fingerprint)
@@ -126,16 +121,11 @@ def save_importance(path: str | Path,              # the .safetensors file to wr
     path = Path(path)
     try: meta_s = json.dumps(meta or {}, sort_keys=True)
     except TypeError as e: raise TypeError(f"save_importance: meta must be JSON-serialisable ({e})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    save_file({k: v.detach().to('cpu', torch.float32).contiguous() for k, v in omega.items()}, str(tmp))
-    digest = _sha256_file(tmp)
-    os.replace(tmp, path)
-    side = _sidecar(path)
-    stmp = side.with_name(f'.{side.name}.{os.getpid()}.tmp')
-    stmp.write_text(json.dumps(dict(meta=json.loads(meta_s), sha256=digest, n_tensors=len(omega),
-                                    n_elements=sum(v.numel() for v in omega.values())), indent=1, sort_keys=True))
-    os.replace(stmp, side)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().to('cpu', torch.float32).contiguous() for k, v in omega.items()}, str(tmp))
+        digest = sha256_file(tmp)
+    atomic_write(_sidecar(path), json.dumps(dict(meta=json.loads(meta_s), sha256=digest, n_tensors=len(omega),
+                                                 n_elements=sum(v.numel() for v in omega.values())), indent=1, sort_keys=True))
     return path
 
 def load_importance(path: str | Path,                 # a file written by `save_importance`
@@ -148,7 +138,7 @@ def load_importance(path: str | Path,                 # a file written by `save_
     if not path.exists(): raise FileNotFoundError(f"importance file not found: {path}")
     if not side.exists(): raise FileNotFoundError(f"importance sidecar not found: {side} (for {path})")
     info = json.loads(side.read_text())
-    if _sha256_file(path) != info.get('sha256'):
+    if sha256_file(path) != info.get('sha256'):
         raise ValueError(f"importance file {path} does not match its sidecar {side.name} (sha256 differs): recompute importance")
     meta = info.get('meta', {})
     for k, v in (expect_meta or {}).items():

@@ -6,13 +6,13 @@ Docs: https://dtir.github.io/dtir/restore.html.md"""
 
 # %% ../nbs/23_restore.ipynb #6988094d
 from __future__ import annotations
-import argparse, os, time
+import argparse, time
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
 from .data.paired import IMAGE_EXTS, ImageReadError, scan_folder, decode_image, apply_orientation
-from .checkpoint import check_writable, clean_stale_temps, temp_owner
+from .checkpoint import check_writable, clean_stale_temps, temp_owner, atomic_path
 
 # %% auto #0
 __all__ = ['tile_starts', 'tile_ramp', 'tiles', 'restore_tensor', 'read_for_restore', 'write_like', 'restore_files',
@@ -212,12 +212,7 @@ def _prompt(t, meta: dict, ckpt: Path) -> int | None | Callable:
     return _in_range(t, T)
 
 def _write_atomic(dst: Path, rgb, info: dict):
-    tmp = dst.with_name(f'.{dst.stem}.tmp{os.getpid()}{dst.suffix}')
-    try:
-        write_like(tmp, rgb, info)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(dst, keep_suffix=True) as tmp: write_like(tmp, rgb, info)   # the extension picks the format
 
 def restore_files(ckpt,                        # trained model folder (`load_model`)
                   inputs,                      # an image file or a folder of images

@@ -67,11 +67,9 @@ def _jsonable(o):
     return str(o)
 
 def atomic_write(path: Path, text: str):
-    "Write `text` to `path` through a temporary sibling and `os.replace`, so readers never see half a file."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f'.tmp{os.getpid()}')
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    "Write `text` to `path` with `dtir.checkpoint.atomic_write` (imported on first use: `import dtir.runner` stays free of torch)."
+    from dtir.checkpoint import atomic_write as write
+    write(path, text)
 
 # %% ../nbs/03_runner.ipynb #adc9391d
 def md_table(rows: list[dict], cols: list[str] | None = None, prec: int = 2) -> str:
@@ -108,10 +106,6 @@ def nbs_dir() -> Path:
     return d
 
 # %% ../nbs/03_runner.ipynb #5b128684
-def _sha(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
 def _declared_params(nb: Path) -> set[str]:
     import papermill as pm
     return set(pm.inspect_notebook(str(nb)).keys())
@@ -119,7 +113,8 @@ def _declared_params(nb: Path) -> set[str]:
 def run_key(cfg: Preset, nb: Path, params: dict) -> str:
     "Cache key of one notebook run."
     from dtir.config import source_hash   # a change to the library re-runs the notebooks it may change
-    return preset_hash(cfg, nb=_sha(nb), params=json.dumps(params, sort_keys=True, default=str), src=source_hash())
+    from dtir.checkpoint import sha256_file
+    return preset_hash(cfg, nb=sha256_file(nb)[:16], params=json.dumps(params, sort_keys=True, default=str), src=source_hash())
 
 def git_commit() -> str:
     "The repository's HEAD commit, or 'unknown'."

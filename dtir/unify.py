@@ -12,7 +12,7 @@ import torch
 from .config import Preset, TASKS
 from .train import Trainer, RunSpec
 from .batches import task_batches, eval_set
-from .checkpoint import load_checkpoint, load_weights
+from .checkpoint import load_checkpoint, load_weights, atomic_path
 from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
 from .finetune import importance_for, gef_step_fn, check_t_star
 
@@ -39,13 +39,8 @@ def tit_stages(t_stars: dict[str, int], tit: bool = True, group: str = 'task') -
 def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
 
 def copy_model(src: str | Path, dst: str | Path):
-    "Copy a model folder to `dst` atomically (temp + rename), replacing what is there."
-    src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f'.{dst.name}.tmp{os.getpid()}')
-    if tmp.exists(): shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    if dst.exists(): shutil.rmtree(dst)
-    os.replace(tmp, dst)
+    "Copy a model folder to `dst` atomically (`atomic_path`), replacing what is there."
+    with atomic_path(dst) as tmp: shutil.copytree(src, tmp)
 
 def _stage_net(cfg: Preset, pre, prev, moe: bool, seed: int):
     if prev is not None: return load_model(prev)[0].train()

@@ -6,7 +6,7 @@ Docs: https://dtir.github.io/dtir/data_registry.html.md"""
 
 # %% ../../nbs/01c_data_registry.ipynb #f4366ab2
 from __future__ import annotations
-import hashlib, os, re, shutil, tarfile, zipfile
+import os, re, shutil, tarfile, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 try: import tomllib
@@ -15,7 +15,7 @@ from ..config import repo_root
 
 # %% auto #0
 __all__ = ['DataError', 'DataSet', 'registry_path', 'load_registry', 'data_roots', 'locate', 'fetch_hint', 'data_status',
-           'status_lines', 'sha256_file', 'verify', 'verify_summary', 'fetch']
+           'status_lines', 'verify', 'verify_summary', 'fetch']
 
 # %% ../../nbs/01c_data_registry.ipynb #b95cd71a
 class DataError(ValueError):
@@ -137,15 +137,9 @@ def status_lines(rows: list[dict]) -> list[str]:
     return out
 
 # %% ../../nbs/01c_data_registry.ipynb #82a3efcb
-def sha256_file(p: Path, chunk: int = 1 << 20) -> str:
-    "SHA-256 hex digest of a file, read in chunks."
-    h = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
-    return h.hexdigest()
-
 def verify(name: str, root: str | Path | None = None, registry: dict | None = None, data: str | Path | None = None) -> dict:
     "Check every file of set `name` under `root` against the registry; a report dict with `ok`."
+    from dtir.checkpoint import sha256_file   # here, not at the top: `import dtir.data.registry` stays free of torch
     reg = registry if registry is not None else load_registry()
     if name not in reg: raise DataError(f"unknown data set '{name}'; known: {sorted(reg)}")
     ds = reg[name]
@@ -211,6 +205,7 @@ def _pooch(path: Path, files: dict, urls: dict, retries: int):
 def fetch(name: str, to: str | Path | None = None, registry: dict | None = None, retries: int = 2, log=print) -> Path:
     "Download set `name` into `to/name` (default the repository's `data/`), verify every file; return the folder."
     import requests
+    from dtir.checkpoint import sha256_file
     reg = registry if registry is not None else load_registry()
     if name not in reg: raise DataError(f"unknown data set '{name}'; known: {sorted(reg)}")
     ds = reg[name]
