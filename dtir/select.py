@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 from .config import Preset, source_hash, preset_dict
 from .runner import progress
+from .train import TrainingDiverged
 
 # %% auto #0
-__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'SELECTION_KEYS', 'apply_choice', 'variant_of', 'val_psnr', 'run_stats', 'select_full',
-           'lr_grid', 'select_plain', 'plain_choice', 'grid_for', 'selections', 'write_selection', 'row_settings']
+__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'LR_GRID_RULE', 'SELECTION_KEYS', 'apply_choice', 'variant_of', 'val_psnr',
+           'run_stats', 'select_full', 'lr_grid', 'select_plain', 'plain_choice', 'grid_for', 'selections',
+           'write_selection', 'row_settings']
 
 # %% ../nbs/21a_select.ipynb #771ed15b
 REG_VARIANTS = {
@@ -26,7 +28,8 @@ REG_VARIANTS = {
     'mean_decoupled': dict(reg_norm='mean', reg_when='every', reg_apply='decoupled'),
 }
 SELECT_GRIDS = {   # axis -> values, in the order of the coordinate search
-    'default': {'schedule': ['vp', 've', 'cosine'], 'reg_variant': list(REG_VARIANTS),
+    'default': {'lr': [1e-3, 10 ** -2.5, 10 ** -3.5],   # full's learning rate too: the plain baseline's is searched
+                'schedule': ['vp', 've', 'cosine'], 'reg_variant': list(REG_VARIANTS),
                 'lam_reg': [0.2, 0.0, 0.002, 0.02, 2.0], 'p_mix': [0.1, 0.05, 0.2], 'alpha_orth': [0.1, 0.01, 1.0]},
     'smoke': {'schedule': ['vp', 'cosine'], 'lam_reg': [0.2, 0.0]},   # CI: plumbing only (the variants are tested in 21_finetune)
 }
@@ -34,6 +37,7 @@ SELECT_GRIDS = {   # axis -> values, in the order of the coordinate search
 def apply_choice(cfg: Preset, choice: dict) -> Preset:
     "`cfg` with a selection's choices applied (`reg_variant` expands to its three switches)."
     c = dict(choice)
+    if 'lr' in c: c['lr_min'] = min(cfg.lr_min, c['lr'])   # the cosine schedule's floor stays below the rate
     v = c.pop('reg_variant', None)
     if v is not None:
         if v not in REG_VARIANTS: raise KeyError(f"unknown reg_variant '{v}'; known: {', '.join(REG_VARIANTS)}")
@@ -88,22 +92,26 @@ def select_full(cfg: Preset, root: str | Path, task: str, grid: dict, data: str 
                 if sig not in seen:
                     pre = pretrained(c, root, data, log=log)
                     t = int(matched(c, pre, data, log=log, tasks=[task])['t_star'][task])   # only the task searched
-                    m = finetuned(c, root, task, t, pre, data, seed=seed, steps=steps, log=log)
-                    seen[sig] = dict(choice=ch, t_star=t, val_psnr=val_psnr(m, c, task, data),
-                                     frac_at_theta0=run_stats(m).get('frac_at_theta0'), model=str(m))
+                    try: m = finetuned(c, root, task, t, pre, data, seed=seed, steps=steps, log=log)
+                    except TrainingDiverged: seen[sig] = dict(choice=ch, t_star=t, val_psnr=None, diverged=True)
+                    else: seen[sig] = dict(choice=ch, t_star=t, val_psnr=val_psnr(m, c, task, data),
+                                           frac_at_theta0=run_stats(m).get('frac_at_theta0'), model=str(m))
                 trials.append(dict(seen[sig], axis=axis, value=v))
-                scores.append(seen[sig]['val_psnr'])
+                scores.append(_score(seen[sig]))
             choice[axis] = values[int(np.argmax(scores))]
         best = seen[json.dumps(preset_dict(apply_choice(cfg, choice)), sort_keys=True)]
+        if best['val_psnr'] is None: raise TrainingDiverged(f"select_full {task}: every setting of the grid diverged")
         return dict(task=task, choice=choice, val_psnr=best['val_psnr'], t_star=best['t_star'], trials=trials,
                     n_runs=len(seen), steps=steps, seed=seed, grid=grid, source=source_hash(),
                     rule='one-pass coordinate search in grid order; highest validation PSNR (in-distribution); ties keep the earlier value')
     return _cached(Path(root) / f'select-full-{task}-{key}.json', run)
 
+def _score(trial: dict) -> float: return -np.inf if trial.get('diverged') else trial['val_psnr']
+
 def lr_grid(lr: float, n: int) -> list[float]:
-    "`n` learning rates log-spaced over 1.5 decades below to half a decade above `lr` (`lr` itself when n = 1)."
+    "`n` learning rates log-spaced from a decade below to a decade above `lr` (`lr` itself when n = 1)."
     if n < 1: raise ValueError(f"lr_grid: n must be >= 1 (got {n})")
-    return [float(lr)] if n == 1 else [float(lr * 10 ** e) for e in np.linspace(-1.5, 0.5, n)]
+    return [float(lr)] if n == 1 else [float(lr * 10 ** e) for e in np.linspace(-1, 1, n)]
 
 def select_plain(cfg: Preset, root: str | Path, task: str, n: int, data: str = 'builtin', seed: int | None = None,
                  steps: int | None = None, log=progress) -> dict:
@@ -117,9 +125,11 @@ def select_plain(cfg: Preset, root: str | Path, task: str, n: int, data: str = '
         trials = []
         for lr in lrs:
             c = replace(cfg, lr=lr, lr_min=min(cfg.lr_min, lr))
-            m = finetuned(c, root, task, None, None, data, seed=seed, steps=steps, plain=True, log=log)
+            try: m = finetuned(c, root, task, None, None, data, seed=seed, steps=steps, plain=True, log=log)
+            except TrainingDiverged: trials.append(dict(choice=dict(lr=lr), val_psnr=None, diverged=True)); continue
             trials.append(dict(choice=dict(lr=lr), val_psnr=val_psnr(m, c, task, data), model=str(m)))
-        best = max(trials, key=lambda r: r['val_psnr'])
+        best = max(trials, key=_score)
+        if best['val_psnr'] is None: raise TrainingDiverged(f"select_plain {task}: every learning rate diverged")
         return dict(task=task, choice=best['choice'], val_psnr=best['val_psnr'], trials=trials, n_runs=len(trials), steps=steps,
                     seed=seed, source=source_hash(), rule='highest validation PSNR (in-distribution) over a log-spaced lr grid')
     return _cached(Path(root) / f'select-plain-{task}-{key}.json', run)
@@ -136,6 +146,7 @@ def grid_for(preset: str, name: str | None = None) -> tuple[str, dict]:
     if n not in SELECT_GRIDS: raise KeyError(f"unknown selection grid '{n}'; known: {', '.join(SELECT_GRIDS)}")
     return n, SELECT_GRIDS[n]
 
+LR_GRID_RULE = 'lr * 10 ** linspace(-1, 1, n)'   # `lr_grid`, recorded in a selection file and checked when it is read
 SELECTION_KEYS = ('data', 'patch', 'batch', 'augment', 'val_size', 'n_val', 'arch', 'width', 'enc_blocks', 'middle_blocks',
                   'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'T',
                   'schedule', 've_smax', 'w_eps', 'pretrain_steps', 'finetune_steps', 'select_steps', 'match_images',
@@ -162,6 +173,9 @@ def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str =
         what = ', '.join(f'{k}: {pv.get(k)!r} vs {now[k]!r}' for k in diff[:4])
         raise ValueError(f"{path} was selected under other settings ({what}); rerun `dtir select` or set select_source=run")
     if rec['grid'] != grid_name: raise ValueError(f"{path} used grid '{rec['grid']}', this run asks for '{grid_name}'")
+    if json.dumps(rec.get('grid_values')) != json.dumps(grid) or rec.get('lr_grid') != LR_GRID_RULE:
+        raise ValueError(f"{path} was selected over another grid '{grid_name}' (its axes or values, or the plain lr grid, "
+                         f"changed since); rerun `dtir select` or set select_source=run")
     missing = [t for t in tasks if t not in rec['tasks']]
     if missing: raise KeyError(f"{path} has no selection for {missing}; it holds {list(rec['tasks'])}")
     return {t: dict(rec['tasks'][t], source=str(path)) for t in tasks}
@@ -170,7 +184,8 @@ def write_selection(path: str | Path, cfg: Preset, sel: dict, grid_name: str) ->
     "Write the selections `sel` ({task: {'full', 'plain'}}) as a file that `select_source` can name (trials kept, model paths dropped)."
     from dtir.runner import atomic_write, git_commit
     strip = lambda s: {**{k: v for k, v in s.items() if k != 'trials'}, 'trials': [{k: v for k, v in t.items() if k != 'model'} for t in s['trials']]}
-    rec = dict(written_by='dtir select', git_commit=git_commit(), preset=cfg.name, grid=grid_name, preset_values=preset_dict(cfg),
+    rec = dict(written_by='dtir select', git_commit=git_commit(), preset=cfg.name, grid=grid_name, grid_values=SELECT_GRIDS[grid_name],
+               lr_grid=LR_GRID_RULE, preset_values=preset_dict(cfg),
                tasks={t: {w: strip(v[w]) for w in ('full', 'plain')} for t, v in sel.items()})
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(rec, indent=1))
