@@ -112,7 +112,8 @@ class Trainer:
             raise ValueError("mixed_precision=fp16 is not supported: the GEF step computes gradients with its own backward passes, "
                              "which Accelerate's loss scaler does not cover; use bf16 or no")
         self.params = [p for p in (params if params is not None else self.net.parameters()) if p.requires_grad]
-        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        fused = self.acc.device.type in ('cpu', 'cuda')   # one kernel per tensor group, not a Python loop over parameters (4-6 % of a default step)
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=fused or None)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: cosine_factor(s, spec.steps, cfg.lr, cfg.lr_min, cfg.warmup))
         self.ema = {k: v.detach().clone() for k, v in self.net.state_dict().items()} if cfg.ema > 0 else None

@@ -1,0 +1,149 @@
+"""Training throughput against the machine's limit: img/s, achieved FLOP/s and its ratio to a measured peak, per step kind.
+
+For each preset size, one pre-training step and one GEF step (every term on, mixing at the preset's p_mix) are timed as
+`dtir.train.Trainer.train_step` runs them (the real batch functions, step functions and optimiser), beside a plain
+reconstruction step. FLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` over the same steps (matmuls and
+convolutions, forward and backward; elementwise work is not counted, so the ratio is a lower bound on utilisation).
+The peak is measured in the same run: a large fp32 matmul and a 3x3 convolution of the backbone's first-level shape.
+"Outside the network" is the batch synthesis (crops, degradations, diffusion noise) timed on its own.
+Variants (`--variants`) are interleaved step by step so that drift in machine load hits all of them alike:
+  base            the Trainer as it runs today
+  threads=N       torch.set_num_threads(N) for the step
+  channels_last   the network's weights and inputs in channels_last memory format
+  compile         torch.compile of the backbone (needs a C++ compiler; slow first step, left out of the timing)
+  orth=project    the GEF step with the first-order gradient projection instead of the L_orth loss (orth_form=project)
+  adam=loop       torch.optim.Adam's per-parameter Python loop (the Trainer's optimiser before it took fused=True)
+  adam=foreach    torch.optim.Adam(foreach=True)
+Usage: python benchmarks/bench_throughput.py [--presets default paper] [--steps 20] [--variants base threads=1 channels_last]
+                                             [--batch N] [--patch N] [--device cpu|cuda]
+"""
+import argparse, os, statistics, sys, tempfile, time
+from dataclasses import replace
+import torch
+
+
+def peak_flops(width: int, batch: int, patch: int, device: str, reps: int = 5) -> dict:
+    "Measured FLOP/s of a 2048^3 fp32 matmul and of a width->width 3x3 convolution at (batch, patch, patch)."
+    sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+    def best(fn, flops):
+        fn(); sync(); ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
+        return flops / min(ts)
+    n = 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    mm = best(lambda: a @ b, 2 * n ** 3)
+    conv = torch.nn.Conv2d(width, width, 3, padding=1).to(device)
+    x = torch.randn(batch, width, patch, patch, device=device)
+    with torch.no_grad(): cv = best(lambda: conv(x), 2 * batch * width * width * 9 * patch * patch)
+    return dict(matmul=mm, conv=cv, peak=max(mm, cv))
+
+
+def _trainer(cfg, net, batch_fn, step_fn, out):
+    from dtir.train import Trainer, RunSpec
+    return Trainer(cfg, net, batch_fn, step_fn, RunSpec('bench', 10 ** 6, 0), out, progress=False)
+
+
+def build(kind: str, cfg, variant: str, out: str):
+    "A Trainer for step kind `kind` (pretrain | gef | plain) under `variant`, and its batch function."
+    from dtir.pretrain import new_model, with_diffusion_noise, pretrain_step_fn
+    from dtir.batches import clean_batches, task_batches
+    from dtir.diffusion import schedule_for
+    from dtir.finetune import gef_step_fn
+    from dtir.gef import snapshot_params
+    if variant == 'orth=project': cfg = replace(cfg, orth_form='project')
+    torch.manual_seed(0)
+    net, _ = new_model(cfg, time=kind != 'plain', seed=0)
+    sch = schedule_for(cfg)
+    if kind == 'pretrain':
+        bf, sf = with_diffusion_noise(clean_batches(cfg, 'builtin'), cfg.T, 0), pretrain_step_fn(sch, cfg.w_eps)
+    else:
+        bf = task_batches(cfg, {'rain': None if kind == 'plain' else 8}, 'builtin', seed=0)   # plain: no prompt
+        if kind == 'gef':
+            bf = with_diffusion_noise(bf, cfg.T, 0, prefix='gen_', purpose='gen')
+            theta0 = snapshot_params(net)
+            omega = {k: torch.rand_like(v) for k, v in theta0.items()}   # the importance's values do not change the step's cost
+            sf = gef_step_fn(cfg, net, sch, theta0, omega, 0)
+        else: sf = gef_step_fn(replace(cfg, gef=False), net, None, None, None, 0)
+    if variant == 'channels_last': net = net.to(memory_format=torch.channels_last)
+    if variant == 'compile': net.forward = torch.compile(net.forward)
+    tr = _trainer(cfg, net, bf, sf, out)
+    if variant.startswith('adam='):
+        kw = dict(fused=False, foreach=False) if variant == 'adam=loop' else {variant.split('=')[1]: True}
+        tr.opt = torch.optim.Adam(tr.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kw)
+        tr.sched = torch.optim.lr_scheduler.LambdaLR(tr.opt, tr.sched.lr_lambdas[0])
+    if variant == 'channels_last':
+        inner = tr.batch_fn
+        tr.batch_fn = lambda i: {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.ndim == 4 else v
+                                 for k, v in inner(i).items()}
+    return tr, bf
+
+
+def count_flops(tr, steps: int) -> float:
+    "FLOPs per optimiser step, averaged over `steps` steps; the step counter is put back, so the timing sees the same mix iterations."
+    from torch.utils.flop_counter import FlopCounterMode
+    total, s0 = 0, tr.step
+    for _ in range(steps):
+        with FlopCounterMode(display=False) as fc: tr.train_step()
+        total += fc.get_total_flops()
+    tr.step = s0
+    return total / steps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--presets', nargs='+', default=['default', 'paper'])
+    ap.add_argument('--steps', type=int, default=20, help='timed steps per kind and variant (GEF mixes at p_mix within them)')
+    ap.add_argument('--variants', nargs='+', default=['base', 'threads=1', 'channels_last'])
+    ap.add_argument('--kinds', nargs='+', default=['pretrain', 'gef', 'plain'])
+    ap.add_argument('--batch', type=int, default=0); ap.add_argument('--patch', type=int, default=0)
+    ap.add_argument('--device', default='cpu')
+    a = ap.parse_args()
+    from dtir.config import load_preset
+    from dtir.models.core import count_params
+    sync = torch.cuda.synchronize if a.device == 'cuda' else (lambda: None)
+    base_threads = torch.get_num_threads()
+    for preset in a.presets:
+        ov = [f'device={a.device}'] + ([f'batch={a.batch}'] if a.batch else []) + ([f'patch={a.patch}'] if a.patch else [])
+        cfg = load_preset(preset, ov)
+        pk = peak_flops(cfg.width, cfg.batch, cfg.patch, a.device)
+        print(f"{preset}: batch {cfg.batch} x {cfg.patch} px, {a.device}, {base_threads} threads; measured peak: "
+              f"matmul {pk['matmul']/1e9:.1f} GFLOP/s, conv {pk['conv']/1e9:.1f} GFLOP/s", flush=True)
+        with tempfile.TemporaryDirectory() as d:
+            runs, times, bt = {}, {}, {}
+            for kind in a.kinds:
+                for v in a.variants:
+                    if v == 'orth=project' and kind != 'gef': continue
+                    tr, bf = build(kind, cfg, v, os.path.join(d, f'{kind}-{v}'))
+                    runs[kind, v] = tr; times[kind, v] = []
+                    if v == 'compile': tr.train_step()   # compilation happens here, not in the timing
+                bt[kind] = bf
+            for kv, tr in runs.items():   # FLOPs of each kind (the same for every variant but the projection), warm-up
+                tr.flops = count_flops(tr, a.steps)   # as many steps as are timed: the same share of mix iterations
+            for i in range(a.steps):
+                for (kind, v), tr in runs.items():
+                    n = int(v.split('=')[1]) if v.startswith('threads=') else base_threads
+                    torch.set_num_threads(n)
+                    sync(); t0 = time.perf_counter(); tr.train_step(); sync()
+                    times[kind, v].append(time.perf_counter() - t0)
+                    torch.set_num_threads(base_threads)
+            outside = {}
+            for kind, bf in bt.items():
+                t0 = time.perf_counter()
+                for i in range(a.steps): bf(10 ** 5 + i)
+                outside[kind] = (time.perf_counter() - t0) / a.steps
+            plain = statistics.mean(times['plain', 'base']) if ('plain', 'base') in times else None
+            print(f"  {'step':9} {'variant':14} {'ms/step':>9} {'img/s':>8} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of peak':>8} "
+                  f"{'vs base':>8} {'vs plain':>9} {'batch synth':>12}")
+            for (kind, v), ts in times.items():
+                m = statistics.mean(ts); tr = runs[kind, v]
+                base = statistics.mean(times[kind, 'base']) if (kind, 'base') in times else m
+                print(f"  {kind:9} {v:14} {m*1e3:9.1f} {cfg.batch/m:8.1f} {tr.flops/1e9:11.2f} {tr.flops/m/1e9:8.1f} "
+                      f"{tr.flops/m/pk['peak']:8.1%} {base/m:7.2f}x {(m/plain if plain else float('nan')):8.2f}x "
+                      f"{outside[kind]/m:11.1%}", flush=True)
+            print(f"  params {count_params(runs[a.kinds[0], a.variants[0]].net)/1e6:.2f} M; mean over {a.steps} steps each, "
+                  f"interleaved; 'vs base' > 1 is faster; 'vs plain' is the step's cost in plain steps (GEF target <= 1.3x)")
+
+
+if __name__ == '__main__':
+    main()
