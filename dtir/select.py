@@ -93,7 +93,7 @@ def select_full(cfg: Preset, root: str | Path, task: str, grid: dict, data: str 
                     pre = pretrained(c, root, data, log=log)
                     t = int(matched(c, pre, data, log=log, tasks=[task])['t_star'][task])   # only the task searched
                     try: m = finetuned(c, root, task, t, pre, data, seed=seed, steps=steps, log=log)
-                    except TrainingDiverged: seen[sig] = dict(choice=ch, t_star=t, val_psnr=None, diverged=True)
+                    except TrainingDiverged: seen[sig] = dict(choice=ch, t_star=t, val_psnr=None, diverged=True, frac_at_theta0=None)
                     else: seen[sig] = dict(choice=ch, t_star=t, val_psnr=val_psnr(m, c, task, data),
                                            frac_at_theta0=run_stats(m).get('frac_at_theta0'), model=str(m))
                 trials.append(dict(seen[sig], axis=axis, value=v))
