@@ -25,7 +25,7 @@ TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', '
 DIFFUSION_KEYS = ('T', 'schedule', 've_smax', 'w_eps')
 PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps', 'pretrain_data')
 PLAIN_KEYS = TRAIN_KEYS + ('fft_weight',)
-GEF_KEYS = ('finetune_steps', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
+GEF_KEYS = ('finetune_steps', 'finetune_lr', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
             'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers', 'k_shallow',
             'layer_decay', 'decay_a')
 FINETUNE_KEYS = PRETRAIN_KEYS + GEF_KEYS

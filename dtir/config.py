@@ -51,6 +51,7 @@ class Preset:
     # optimisation (shared by every stage)
     lr: float = 1e-3
     lr_min: float = 1e-6
+    finetune_lr: float = 0.0            # fine-tuning's learning rate (GEF and its ablations); 0: lr. Pre-training keeps lr
     betas: tuple[float, ...] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup: int = 0
@@ -172,6 +173,7 @@ def validate(p: Preset) -> Preset:
         if not (fin(v) and v >= 0): bad(k, 'must be a finite number >= 0')
     if not (fin(p.lr) and p.lr > 0): bad('lr', 'must be a finite number > 0')
     if not (fin(p.lr_min) and 0 <= p.lr_min <= p.lr): bad('lr_min', f'must lie in [0, lr={p.lr}]')
+    if not (fin(p.finetune_lr) and p.finetune_lr >= 0): bad('finetune_lr', 'must be >= 0 (0: lr)')
     if not (fin(p.ve_smax) and p.ve_smax > 0): bad('ve_smax', 'must be a finite number > 0')
     if len(p.betas) != 2 or not all(0 <= b < 1 for b in p.betas): bad('betas', 'must be two numbers in [0, 1)')
     if not p.seeds: bad('seeds', 'must name at least one seed')

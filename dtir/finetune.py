@@ -99,6 +99,7 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
     "Fine-tune (GEF or an ablation) for a task; returns the `model/` folder."
     from dtir.gef import snapshot_params, check_depth_groups, frac_at_theta0
     from dtir.diffusion import schedule_for
+    if cfg.finetune_lr: cfg = replace(cfg, lr=cfg.finetune_lr, lr_min=min(cfg.lr_min, cfg.finetune_lr))   # pre-training's lr is not fine-tuning's
     seed = cfg.seed if seed is None else seed
     tasks = dict(task) if isinstance(task, dict) else {task: t_star}
     for k, v in tasks.items():

@@ -28,7 +28,7 @@ REG_VARIANTS = {
     'mean_decoupled': dict(reg_norm='mean', reg_when='every', reg_apply='decoupled'),
 }
 SELECT_GRIDS = {   # axis -> values, in the order of the coordinate search
-    'default': {'lr': [1e-3, 10 ** -2.5, 10 ** -3.5],   # full's learning rate too: the plain baseline's is searched
+    'default': {'finetune_lr': [0.0, 10 ** -2.5, 10 ** -3.5],   # full's fine-tuning rate too (0: the preset's lr); plain's is searched
                 'schedule': ['vp', 've', 'cosine'], 'reg_variant': list(REG_VARIANTS),
                 'lam_reg': [0.2, 0.0, 0.002, 0.02, 2.0], 'p_mix': [0.1, 0.05, 0.2], 'alpha_orth': [0.1, 0.01, 1.0]},
     'smoke': {'schedule': ['vp', 'cosine'], 'lam_reg': [0.2, 0.0]},   # CI: plumbing only (the variants are tested in 21_finetune)
@@ -152,7 +152,7 @@ SELECTION_KEYS = ('data', 'patch', 'batch', 'augment', 'val_size', 'n_val', 'arc
                   'schedule', 've_smax', 'w_eps', 'pretrain_steps', 'finetune_steps', 'select_steps', 'match_images',
                   'match_stride', 'match_mode', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
                   'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers',
-                  'k_shallow', 'layer_decay', 'decay_a', 'fft_weight')   # what a selection depends on (a committed file is checked on them)
+                  'k_shallow', 'layer_decay', 'decay_a', 'fft_weight', 'finetune_lr')   # what a selection depends on (a committed file is checked on them)
 
 def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str = 'builtin', log=progress) -> dict:
     "{task: {'full': .., 'plain': ..}}: the search run here (`select_source='run'`) or read from the committed file `select_source`."
