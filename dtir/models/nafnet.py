@@ -14,10 +14,28 @@ from .unet import (LayerNorm2d, NAFBlock, TimeEmbedding, DepthGroupsMixin, build
                               pad_to_multiple, unet_prefixes)
 
 # %% auto #0
-__all__ = ['NAFNet', 'TimeFiLM']
+__all__ = ['TimelessUNetMixin', 'NAFNet', 'TimeFiLM']
 
 # %% ../../nbs/11a_models_nafnet.ipynb #533e4385
-class NAFNet(DepthGroupsMixin, nn.Module):
+class TimelessUNetMixin:
+    "The input check, encoder path and `features` of a U-Net without time input (`NAFNet`, `Restormer`): `intro`, `encoders`, `downs`, `middle`."
+    def _check(self, x, t):
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"x must be a (B, {self.in_ch}, H, W) tensor; got {tuple(getattr(x, 'shape', ()))}")
+        if t is not None: raise ValueError(f"t must be None: {type(self).__name__} has no time input (wrap it in TimeFiLM for one)")
+
+    def _encode(self, x):
+        h, skips = self.intro(pad_to_multiple(x, 2 ** self.levels)), []
+        for enc, down in zip(self.encoders, self.downs):
+            h = enc(h); skips.append(h); h = down(h)
+        return self.middle(h), skips
+
+    def features(self, x: Tensor, t=None) -> Tensor:
+        "Bottleneck feature map `(B, width * 2**levels, ceil(H / 2**levels), ceil(W / 2**levels))`."
+        self._check(x, t)
+        return self._encode(x)[0]
+
+class NAFNet(TimelessUNetMixin, DepthGroupsMixin, nn.Module):
     "Plain NAFNet U-Net (no time input); `forward(x)` returns the residual, `restored = x - net(x)`."
     def __init__(self, in_ch: int = 3,                    # input channels
                  out_ch: int = 3,                         # output (residual) channels
@@ -36,22 +54,6 @@ class NAFNet(DepthGroupsMixin, nn.Module):
         self.in_ch, self.out_ch, self.width, self.levels, self.time_dim = in_ch, out_ch, width, len(enc_blocks), None
         blocks = lambda n, c: nn.Sequential(*[NAFBlock(c) for _ in range(n)])
         build_unet_layout(self, in_ch, out_ch, width, enc_blocks, middle_blocks, dec_blocks, blocks)
-
-    def _check(self, x, t):
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"x must be a (B, {self.in_ch}, H, W) tensor; got {tuple(getattr(x, 'shape', ()))}")
-        if t is not None: raise ValueError("t must be None: NAFNet has no time input (wrap it in TimeFiLM for one)")
-
-    def _encode(self, x):
-        h, skips = self.intro(pad_to_multiple(x, 2 ** self.levels)), []
-        for enc, down in zip(self.encoders, self.downs):
-            h = enc(h); skips.append(h); h = down(h)
-        return self.middle(h), skips
-
-    def features(self, x: Tensor, t=None) -> Tensor:
-        "Bottleneck feature map `(B, width * 2**levels, ceil(H / 2**levels), ceil(W / 2**levels))`."
-        self._check(x, t)
-        return self._encode(x)[0]
 
     def forward(self, x: Tensor,              # (B, in_ch, H, W), any H, W
                 t=None,                       # must be None

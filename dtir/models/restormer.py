@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 from .unet import LayerNorm2d, NoAdapter, DepthGroupsMixin, pad_to_multiple, unet_prefixes
+from .nafnet import TimelessUNetMixin
 
 # %% auto #0
 __all__ = ['MDTA', 'GDFN', 'OCA', 'RestormerBlock', 'restormer_prefixes', 'Restormer', 'XRestormer']
@@ -126,7 +127,7 @@ def restormer_prefixes(levels: int, order: str = 'forward', temb: str = 'first')
     extra = {f'decoders.{j}': f'fuses.{j}' for j in range(levels)} | {'ending': 'refinement'}
     return [[q for p in g for q in ((extra[p], p) if p in extra else (p,))] for g in unet_prefixes(levels, order, temb)]
 
-class Restormer(DepthGroupsMixin, nn.Module):
+class Restormer(TimelessUNetMixin, DepthGroupsMixin, nn.Module):
     "Restormer U-Net (no time input), X-Restormer with `spatial=True`; `forward(x)` returns the residual, `restored = x - net(x)`."
     def __init__(self, in_ch: int = 3,                     # input channels
                  out_ch: int = 3,                          # output (residual) channels
@@ -188,22 +189,6 @@ class Restormer(DepthGroupsMixin, nn.Module):
         self.adapters = nn.ModuleList([NoAdapter() for _ in dec_blocks])
         self.refinement = stage(refine_blocks, 2 * width, 0)
         self.ending = nn.Conv2d(2 * width, out_ch, 3, padding=1, bias=bias)
-
-    def _check(self, x, t):
-        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"x must be a (B, {self.in_ch}, H, W) tensor; got {tuple(getattr(x, 'shape', ()))}")
-        if t is not None: raise ValueError(f"t must be None: {type(self).__name__} has no time input (wrap it in TimeFiLM for one)")
-
-    def _encode(self, x):
-        h, skips = self.intro(pad_to_multiple(x, 2 ** self.levels)), []
-        for enc, down in zip(self.encoders, self.downs):
-            h = enc(h); skips.append(h); h = down(h)
-        return self.middle(h), skips
-
-    def features(self, x: Tensor, t=None) -> Tensor:
-        "Bottleneck feature map `(B, width * 2**levels, ceil(H / 2**levels), ceil(W / 2**levels))`."
-        self._check(x, t)
-        return self._encode(x)[0]
 
     def forward(self, x: Tensor,              # (B, in_ch, H, W), any H, W
                 t=None,                       # must be None
