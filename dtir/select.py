@@ -124,7 +124,7 @@ def select_plain(cfg: Preset, root: str | Path, task: str, n: int, data: str = '
     def run():
         trials = []
         for lr in lrs:
-            c = replace(cfg, lr=lr, lr_min=min(cfg.lr_min, lr))
+            c = apply_choice(cfg, dict(lr=lr))
             try: m = finetuned(c, root, task, None, None, data, seed=seed, steps=steps, plain=True, log=log)
             except TrainingDiverged: trials.append(dict(choice=dict(lr=lr), val_psnr=None, diverged=True)); continue
             trials.append(dict(choice=dict(lr=lr), val_psnr=val_psnr(m, c, task, data), model=str(m)))
@@ -136,8 +136,7 @@ def select_plain(cfg: Preset, root: str | Path, task: str, n: int, data: str = '
 
 def plain_choice(cfg: Preset, sel: dict) -> Preset:
     "`cfg` with the plain baseline's chosen learning rate."
-    lr = sel['choice']['lr']
-    return replace(cfg, lr=lr, lr_min=min(cfg.lr_min, lr))
+    return apply_choice(cfg, dict(lr=sel['choice']['lr']))
 
 # %% ../nbs/21a_select.ipynb #5c22926e
 def grid_for(preset: str, name: str | None = None) -> tuple[str, dict]:
