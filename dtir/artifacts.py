@@ -132,12 +132,12 @@ UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'moe', 'moe_exp
 
 def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
     "Training steps of a unified TIT run (stage_steps per stage), which the compared rows also get."
-    from dtir.unify import tit_stages
+    from dtir.tit import tit_stages
     return cfg.stage_steps * len(tit_stages(t_stars, True, cfg.tit_group))
 
 def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
                 seed: int | None = None, log=progress) -> Path:
-    "The `model/` folder of `dtir.unify.unify` under `cfg` (tit, moe, GEF switches), trained once."
+    "The `model/` folder of `dtir.tit.unify` under `cfg` (tit, moe, GEF switches), trained once."
     seed = cfg.seeds[0] if seed is None else seed
     run = Path(root) / f"unify-{key_of(cfg, UNIFY_KEYS, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed, pre=str(pre))}"
     if not _done(run):

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np, torch
 from .config import Preset
 from .train import step_seed, step_generator
+from .models.core import restore
 
 # %% auto #0
 __all__ = ['CORPORA', 'full_train_images', 'clean_train_images', 'clean_batches', 'corpus_images', 'task_batches',
@@ -22,7 +23,8 @@ def full_train_images(data: str = 'builtin') -> list[tuple[str, np.ndarray]]:
     if data == 'builtin':
         from dtir.data.builtin import builtin_images
         return builtin_images('train')
-    from dtir.data.paired import clean_folder, read_image
+    from dtir.data.io import read_image
+    from dtir.data.paired import clean_folder
     root = Path(data)
     if not root.exists(): raise FileNotFoundError(f"--data {data}: folder not found")
     return [(f'{root.name}/{p.name}', read_image(p)) for p in clean_folder(root)]
@@ -49,7 +51,8 @@ def corpus_images(name: str,               # builtin | a key of CORPORA | a fold
                  ) -> tuple[list[tuple[str, np.ndarray]], str]:
     "(images, what was used): the clean pre-training corpus beyond the training photos; none for builtin or a set not found."
     if name == 'builtin': return [], 'pre-training corpus: the built-in training photos only (pretrain_data=builtin)'
-    from dtir.data.paired import list_images, read_image
+    from dtir.data.io import read_image
+    from dtir.data.paired import list_images
     if name in CORPORA:
         from dtir.data.registry import locate
         hit = locate(CORPORA[name])
@@ -179,18 +182,9 @@ def eval_set(cfg: Preset, task: str, severity='id', roots: Sequence[str] = (), s
     y = torch.cat([degrade(x[i:i + 1], task, severity, seed=step_seed(seed, i, f'eval-{task}-{severity}')) for i in range(len(x))])
     return y, x, names
 
-@torch.inference_mode()
 def predict(net: torch.nn.Module, y: torch.Tensor, t=None, bs: int = 8) -> torch.Tensor:
-    "Restore `y` in batches with the residual contract `y - net(y, t)`, clamped to [0,1]."
-    dev = next(net.parameters()).device
-    was = net.training; net.eval()
-    out = []
-    for i in range(0, len(y), bs):
-        yb = y[i:i + bs].to(dev)
-        tb = None if t is None else (t[i:i + bs].to(dev) if torch.is_tensor(t) and t.ndim else torch.full((len(yb),), int(t), device=dev))
-        out.append((yb - net(yb, tb)).clamp(0, 1).cpu())
-    net.train(was)
-    return torch.cat(out)
+    "Restore `y` in chunks of `bs` with the model contract (`dtir.models.core.restore`), clamped to [0,1]."
+    return restore(net, y, t, bs=bs, clamp=True)
 
 # %% ../nbs/13a_batches.ipynb #1640800f
 def val_set(cfg: Preset, task: str, data: str = 'builtin', n: int | None = None, seed: int = 4321) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

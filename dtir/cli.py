@@ -12,11 +12,13 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #27b2b655
+# %% ../nbs/90_cli.ipynb #b1842348
 def _preset_args(p: argparse.ArgumentParser, default: str = 'default'):
     p.add_argument('--preset', default=default, help='settings.ini section (smoke|default|paper)')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override a preset key (repeatable)')
 
+
+# %% ../nbs/90_cli.ipynb #18cdbb37
 def _cmd_reproduce(a) -> int:
     from dtir.runner import reproduce, NotebookFailed
     try:
@@ -28,197 +30,8 @@ def _cmd_reproduce(a) -> int:
         return 1
     return 0
 
-def _cmd_data_check(a) -> int:
-    from dtir.data.paired import data_check_main
-    return data_check_main(a.root, a.layout)
-
-def _registry(a):
-    from dtir.data.registry import load_registry
-    return load_registry(a.registry)
-
-def _cmd_data_list(a) -> int:
-    from dtir.data.registry import data_status, data_roots
-    rows = data_status(None, a.data, _registry(a))
-    print('lookup order: ' + ', then '.join(f'{l} ({p})' for l, p in data_roots(a.data)))
-    w = max(len(r['name']) for r in rows)
-    for r in rows:
-        n = f"{r['n_files']} files" if r['n_files'] else 'no hashes'
-        if r['found']: where = f"found in {r['where']}: {r['path']}" + (f" ({r['n_present']} of {r['n_files']} files)" if 'n_present' in r else '')
-        else: where = f"missing: {r['fetch']}"
-        print(f"{r['name']:<{w}}  {r['task']:<28} {n:<10} {where}")
-    return 0
-
-def _cmd_data_fetch(a) -> int:
-    from dtir.data.registry import fetch
-    fetch(a.name, a.to, _registry(a), retries=a.retries)
-    return 0
-
-def _cmd_data_verify(a) -> int:
-    from dtir.data.registry import verify, verify_summary
-    rep = verify(a.name, a.root, _registry(a), data=a.data)
-    if rep['ok']: print(verify_summary(rep)); return 0
-    print(f'dtir data verify: {verify_summary(rep)}', file=sys.stderr)
-    return 1
-
-def _cfg(a):
-    from dtir.config import load_preset
-    return load_preset(a.preset, a.overrides)
-
-def _cmd_pretrain(a) -> int:
-    from dtir.pretrain import pretrain
-    print(pretrain(_cfg(a), a.out, data=a.data, resume=a.resume, overwrite=a.overwrite))
-    return 0
-
-def _cmd_match(a) -> int:
-    from dtir.match import run_match
-    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
-    s = run_match(a.ckpt, _cfg(a), a.out, tasks=a.tasks, data=a.data, modes=tuple(a.modes), overwrite=a.overwrite)
-    print('t* ' + ', '.join(f'{k}={v}' for k, v in s['t_star'].items()))
-    if a.out: print(f"wrote {Path(a.out) / 'match.json'} ({len(s['t_star'])} tasks; tasks matched before were kept)")
-    else: print("not written: pass --out DIR (e.g. --out CKPT, where `finetune --t-star auto` looks) to keep these t*")
-    for m, sp in s['spearman'].items(): print(f"Spearman vs the authors' ordering ({m}): rho={sp['rho']}, p={sp['p']}, n={sp['n']}")
-    return 0
-
-def _t_star_arg(a, cfg):
-    if a.t_star in (None, 'auto'):
-        from dtir.match import load_tstar
-        if a.ckpt is None and a.match is None: raise ValueError("--t-star auto needs --ckpt (whose match.json gives t*) or --match FILE")
-        return load_tstar(a.match or a.ckpt, a.task)
-    try: return int(a.t_star)
-    except ValueError: raise ValueError(f"--t-star must be an integer in 1..{cfg.T} or 'auto', got {a.t_star!r}") from None
-
-def _cmd_finetune(a) -> int:
-    from dtir.finetune import finetune
-    extra = [f'p_mix={a.mix}'] if a.mix is not None else []
-    extra += [f'k_shallow={a.k_shallow}'] if a.k_shallow is not None else []
-    extra += ['reg=0'] if a.no_reg else []
-    extra += ['orth=0'] if a.no_orth else []
-    extra += ['gef=0'] if a.no_gef else []
-    extra += ['tmgp=0'] if a.no_tmgp else []
-    from dtir.config import load_preset
-    cfg = load_preset(a.preset, a.overrides + extra)
-    if a.ckpt is not None and not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
-    ts = _t_star_arg(a, cfg)
-    print(finetune(cfg, a.task, a.ckpt if cfg.tmgp else None, a.out, t_star=ts, data=a.data, resume=a.resume, overwrite=a.overwrite))
-    return 0
-
-def _cmd_plain(a) -> int:
-    from dtir.finetune import train_plain
-    print(train_plain(_cfg(a), a.task, a.out, data=a.data, steps=a.steps, resume=a.resume, overwrite=a.overwrite))
-    return 0
-
-def _cmd_evaluate(a) -> int:
-    import json
-    from dtir.finetune import evaluate
-    from dtir.runner import atomic_write
-    from dtir.checkpoint import check_writable
-    cfg = _cfg(a)
-    if a.out:   # refuse before the evaluation, not after it
-        if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
-        check_writable(a.out, '--out')
-    res = {sev: evaluate(a.ckpt, cfg, a.task, sev, roots=a.test_clean or []) for sev in a.severity}
-    text = json.dumps(res, indent=1, default=str)
-    if a.out: atomic_write(Path(a.out), text)
-    for sev, r in res.items():
-        print(f"{a.task} {sev}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  LPIPS {r['lpips']}  ({r['n']} images, {r['protocol']}, t={r['t']})")
-    return 0
-
-def _cmd_unify(a) -> int:
-    from dataclasses import replace
-    from dtir.artifacts import matched
-    from dtir.unify import unify, tit_stages, copy_model
-    from dtir.estimator import train_estimator, load_estimator
-    cfg = _cfg(a)
-    if a.tasks: cfg = replace(cfg, tasks=tuple(a.tasks))
-    if a.no_tit: cfg = replace(cfg, tit=False)
-    if a.no_moe: cfg = replace(cfg, moe=False)
-    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
-    out = Path(a.out)
-    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, data=a.data, cache=out / 'match', log=print)['t_star'].items()}
-    print('t* ' + ', '.join(f'{k}={v}' for k, v in ts.items()) + f"; stages: {len(tit_stages(ts, cfg.tit, cfg.tit_group))}")
-    model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, overwrite=a.overwrite, log=print, progress=True)
-    est = train_estimator(cfg, ts, out / 'estimator', data=a.data, resume=a.resume and (out / 'estimator' / 'ckpt' / 'meta.json').exists())
-    copy_model(est, model / 'estimator')
-    load_estimator(model)
-    print(model)
-    return 0
-
-def _cmd_select(a) -> int:
-    from dataclasses import replace
-    from dtir.config import repo_root
-    from dtir.select import selections, write_selection, grid_for
-    from dtir.checkpoint import check_writable
-    cfg = replace(_cfg(a), select_source='run')
-    if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
-    check_writable(a.out, '--out')
-    name, _ = grid_for(cfg.name, a.grid)
-    root = Path(a.artifacts) if a.artifacts else repo_root() / 'outputs' / cfg.name / 'artifacts'
-    sel = selections(cfg, root, a.tasks or list(cfg.setting_a_tasks), name, a.data, log=print)
-    write_selection(a.out, cfg, sel, name)
-    for t, s in sel.items():
-        print(f"{t}: full {s['full']['choice']} (validation {s['full']['val_psnr']:.2f} dB, {s['full']['n_runs']} runs); "
-              f"plain lr {s['plain']['choice']['lr']:.3g} (validation {s['plain']['val_psnr']:.2f} dB)")
-    print(f"wrote {a.out}: name it with --set select_source={a.out} (or in settings.ini) to train Setting A with these choices")
-    return 0
-
-def _stage_commands(sub):
-    p = sub.add_parser('pretrain', help='generative pre-training (TMGP) on clean images')
-    _preset_args(p); p.add_argument('--data', default='builtin'); p.add_argument('--out', required=True)
-    p.add_argument('--resume', action='store_true', help='continue from OUT/ckpt')
-    p.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
-    p.set_defaults(func=_cmd_pretrain)
-    m = sub.add_parser('match', help='timestep matching (Algorithm 2): PSNR(t) per task and t*')
-    _preset_args(m); m.add_argument('--ckpt', required=True, help='pre-trained model folder')
-    m.add_argument('--data', default='builtin', help='training data whose validation split is matched on: builtin, a clean folder or a paired folder')
-    m.add_argument('--tasks', nargs='+', default=None)
-    m.add_argument('--out', default=None, help='folder for match.json and the curves, merged with the tasks already there (default: write nothing)')
-    m.add_argument('--overwrite', action='store_true', help='replace OUT/match.json instead of merging into it')
-    m.add_argument('--modes', nargs='+', default=['onestep', 'reverse'], choices=['onestep', 'reverse'])
-    m.set_defaults(func=_cmd_match)
-    f = sub.add_parser('finetune', help='generalization-enhanced fine-tuning (GEF) of one task')
-    _preset_args(f); f.add_argument('--task', required=True); f.add_argument('--data', default='builtin')
-    f.add_argument('--ckpt', default=None, help='pre-trained model folder'); f.add_argument('--out', required=True)
-    f.add_argument('--t-star', default='auto', help="prompt t* (1..T) or 'auto' (from the checkpoint's match.json)")
-    f.add_argument('--match', default=None, help='match.json to read t* from (default: beside --ckpt)')
-    f.add_argument('--resume', action='store_true'); f.add_argument('--no-reg', action='store_true')
-    f.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
-    f.add_argument('--no-orth', action='store_true'); f.add_argument('--no-gef', action='store_true', help='plain fine-tuning (w/o GEF)')
-    f.add_argument('--no-tmgp', action='store_true', help='random init (w/o TMGP)')
-    f.add_argument('--mix', type=float, default=None, help='p_mix'); f.add_argument('--k-shallow', type=int, default=None)
-    f.set_defaults(func=_cmd_finetune)
-    t = sub.add_parser('train-plain', help='the plain baseline: no time input, random init, L_rec only')
-    _preset_args(t); t.add_argument('--task', required=True); t.add_argument('--data', default='builtin')
-    t.add_argument('--out', required=True); t.add_argument('--steps', type=int, default=None); t.add_argument('--resume', action='store_true')
-    t.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
-    t.set_defaults(func=_cmd_plain)
-    e = sub.add_parser('evaluate', help='PSNR/SSIM/LPIPS of a model on a task (fixed evaluation images)')
-    _preset_args(e); e.add_argument('--ckpt', required=True); e.add_argument('--task', required=True)
-    e.add_argument('--severity', nargs='+', default=['id', 'ood'], choices=['id', 'ood'])
-    e.add_argument('--data', default='builtin'); e.add_argument('--out', default=None, help='JSON file for per-image results')
-    e.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT')
-    e.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
-    e.set_defaults(func=_cmd_evaluate)
-    u = sub.add_parser('unify', help='one network for many degradations: TIT stages + MoE adapters + GEF, and the blind t* estimator')
-    _preset_args(u); u.add_argument('--ckpt', required=True, help='pre-trained model folder (its match.json gives t*)')
-    u.add_argument('--data', default='builtin', help='builtin, or a root with one paired folder (input/ + target/) per task')
-    u.add_argument('--out', required=True); u.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s ten')
-    u.add_argument('--no-tit', action='store_true', help='one stage on all tasks (same total steps)')
-    u.add_argument('--no-moe', action='store_true', help='no MoE adapters')
-    u.add_argument('--resume', action='store_true', help='continue an interrupted run (finished stages are kept)')
-    u.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) unified run in OUT')
-    u.set_defaults(func=_cmd_unify)
-    s = sub.add_parser('select', help='choose the Setting A settings of full and the plain lr per task on the validation split')
-    _preset_args(s); s.add_argument('--out', required=True, help='JSON file to write (select_source can name it)')
-    s.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s setting_a_tasks')
-    s.add_argument('--grid', default=None, help='a grid of dtir.select.SELECT_GRIDS (default: the preset\'s, else default)')
-    s.add_argument('--data', default='builtin'); s.add_argument('--artifacts', default=None, help='model cache (default outputs/PRESET/artifacts)')
-    s.add_argument('--overwrite', action='store_true', help='replace OUT')
-    s.set_defaults(func=_cmd_select)
-
-def build_parser() -> argparse.ArgumentParser:
-    "The `dtir` argument parser with all subcommands."
-    ap = argparse.ArgumentParser(prog='dtir', description='Diffusion-training-enhanced image restoration')
-    sub = ap.add_subparsers(dest='cmd', required=True)
+def _reproduce_parser(sub):
+    "`dtir reproduce`."
     r = sub.add_parser('reproduce', help='run the analysis notebooks and write results.json + report.md')
     _preset_args(r)
     r.add_argument('--out', default=None, help='output folder (default outputs/<preset>)')
@@ -235,6 +48,51 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--track', default=None, metavar='TRACKER',
                    help="also log every training run to an Accelerate tracker, e.g. 'tensorboard' (off by default; log.jsonl stays the record)")
     r.set_defaults(func=_cmd_reproduce)
+
+
+# %% ../nbs/90_cli.ipynb #6eafd083
+def _cmd_data_check(a) -> int:
+    from dtir.data.paired import data_check_main
+    return data_check_main(a.root, a.layout)
+
+
+# %% ../nbs/90_cli.ipynb #faaae8d4
+def _registry(a):
+    from dtir.data.registry import load_registry
+    return load_registry(a.registry)
+
+def _cmd_data_list(a) -> int:
+    from dtir.data.registry import data_status, data_roots
+    rows = data_status(None, a.data, _registry(a))
+    print('lookup order: ' + ', then '.join(f'{l} ({p})' for l, p in data_roots(a.data)))
+    w = max(len(r['name']) for r in rows)
+    for r in rows:
+        n = f"{r['n_files']} files" if r['n_files'] else 'no hashes'
+        if r['found']: where = f"found in {r['where']}: {r['path']}" + (f" ({r['n_present']} of {r['n_files']} files)" if 'n_present' in r else '')
+        else: where = f"missing: {r['fetch']}"
+        print(f"{r['name']:<{w}}  {r['task']:<28} {n:<10} {where}")
+    return 0
+
+
+# %% ../nbs/90_cli.ipynb #941c3fb1
+def _cmd_data_fetch(a) -> int:
+    from dtir.data.registry import fetch
+    fetch(a.name, a.to, _registry(a), retries=a.retries)
+    return 0
+
+
+# %% ../nbs/90_cli.ipynb #11ff4408
+def _cmd_data_verify(a) -> int:
+    from dtir.data.registry import verify, verify_summary
+    rep = verify(a.name, a.root, _registry(a), data=a.data)
+    if rep['ok']: print(verify_summary(rep)); return 0
+    print(f'dtir data verify: {verify_summary(rep)}', file=sys.stderr)
+    return 1
+
+
+# %% ../nbs/90_cli.ipynb #80976cf1
+def _data_parser(sub):
+    "`dtir data` and its subcommands check, list, fetch and verify."
     d = sub.add_parser('data', help='data utilities')
     dsub = d.add_subparsers(dest='data_cmd', required=True)
     c = dsub.add_parser('check', help='count pairs per task and list every problem')
@@ -255,11 +113,213 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument('--data', default=None, metavar='DIR', help='look here first when --root is not given')
     v.add_argument('--registry', default=None, help=reg_help)
     v.set_defaults(func=_cmd_data_verify)
-    _stage_commands(sub)
+
+
+# %% ../nbs/90_cli.ipynb #b92ae83f
+def _cfg(a):
+    from dtir.config import load_preset
+    return load_preset(a.preset, a.overrides)
+
+
+# %% ../nbs/90_cli.ipynb #313a38fb
+def _cmd_pretrain(a) -> int:
+    from dtir.pretrain import pretrain
+    print(pretrain(_cfg(a), a.out, data=a.data, resume=a.resume, overwrite=a.overwrite))
+    return 0
+
+def _pretrain_parser(sub):
+    "`dtir pretrain`."
+    p = sub.add_parser('pretrain', help='generative pre-training (TMGP) on clean images')
+    _preset_args(p); p.add_argument('--data', default='builtin'); p.add_argument('--out', required=True)
+    p.add_argument('--resume', action='store_true', help='continue from OUT/ckpt')
+    p.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
+    p.set_defaults(func=_cmd_pretrain)
+
+
+# %% ../nbs/90_cli.ipynb #36af9ad1
+def _cmd_match(a) -> int:
+    from dtir.match import run_match
+    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
+    s = run_match(a.ckpt, _cfg(a), a.out, tasks=a.tasks, data=a.data, modes=tuple(a.modes), overwrite=a.overwrite)
+    print('t* ' + ', '.join(f'{k}={v}' for k, v in s['t_star'].items()))
+    if a.out: print(f"wrote {Path(a.out) / 'match.json'} ({len(s['t_star'])} tasks; tasks matched before were kept)")
+    else: print("not written: pass --out DIR (e.g. --out CKPT, where `finetune --t-star auto` looks) to keep these t*")
+    for m, sp in s['spearman'].items(): print(f"Spearman vs the authors' ordering ({m}): rho={sp['rho']}, p={sp['p']}, n={sp['n']}")
+    return 0
+
+def _match_parser(sub):
+    "`dtir match`."
+    m = sub.add_parser('match', help='timestep matching (Algorithm 2): PSNR(t) per task and t*')
+    _preset_args(m); m.add_argument('--ckpt', required=True, help='pre-trained model folder')
+    m.add_argument('--data', default='builtin', help='training data whose validation split is matched on: builtin, a clean folder or a paired folder')
+    m.add_argument('--tasks', nargs='+', default=None)
+    m.add_argument('--out', default=None, help='folder for match.json and the curves, merged with the tasks already there (default: write nothing)')
+    m.add_argument('--overwrite', action='store_true', help='replace OUT/match.json instead of merging into it')
+    m.add_argument('--modes', nargs='+', default=['onestep', 'reverse'], choices=['onestep', 'reverse'])
+    m.set_defaults(func=_cmd_match)
+
+
+# %% ../nbs/90_cli.ipynb #fe031f68
+def _t_star_arg(a, cfg):
+    if a.t_star in (None, 'auto'):
+        from dtir.match import load_tstar
+        if a.ckpt is None and a.match is None: raise ValueError("--t-star auto needs --ckpt (whose match.json gives t*) or --match FILE")
+        return load_tstar(a.match or a.ckpt, a.task)
+    try: return int(a.t_star)
+    except ValueError: raise ValueError(f"--t-star must be an integer in 1..{cfg.T} or 'auto', got {a.t_star!r}") from None
+
+
+# %% ../nbs/90_cli.ipynb #6165669b
+def _cmd_finetune(a) -> int:
+    from dtir.finetune import finetune
+    extra = [f'p_mix={a.mix}'] if a.mix is not None else []
+    extra += [f'k_shallow={a.k_shallow}'] if a.k_shallow is not None else []
+    extra += ['reg=0'] if a.no_reg else []
+    extra += ['orth=0'] if a.no_orth else []
+    extra += ['gef=0'] if a.no_gef else []
+    extra += ['tmgp=0'] if a.no_tmgp else []
+    from dtir.config import load_preset
+    cfg = load_preset(a.preset, a.overrides + extra)
+    if a.ckpt is not None and not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
+    ts = _t_star_arg(a, cfg)
+    print(finetune(cfg, a.task, a.ckpt if cfg.tmgp else None, a.out, t_star=ts, data=a.data, resume=a.resume, overwrite=a.overwrite))
+    return 0
+
+def _finetune_parser(sub):
+    "`dtir finetune`."
+    f = sub.add_parser('finetune', help='generalization-enhanced fine-tuning (GEF) of one task')
+    _preset_args(f); f.add_argument('--task', required=True); f.add_argument('--data', default='builtin')
+    f.add_argument('--ckpt', default=None, help='pre-trained model folder'); f.add_argument('--out', required=True)
+    f.add_argument('--t-star', default='auto', help="prompt t* (1..T) or 'auto' (from the checkpoint's match.json)")
+    f.add_argument('--match', default=None, help='match.json to read t* from (default: beside --ckpt)')
+    f.add_argument('--resume', action='store_true'); f.add_argument('--no-reg', action='store_true')
+    f.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
+    f.add_argument('--no-orth', action='store_true'); f.add_argument('--no-gef', action='store_true', help='plain fine-tuning (w/o GEF)')
+    f.add_argument('--no-tmgp', action='store_true', help='random init (w/o TMGP)')
+    f.add_argument('--mix', type=float, default=None, help='p_mix'); f.add_argument('--k-shallow', type=int, default=None)
+    f.set_defaults(func=_cmd_finetune)
+
+
+# %% ../nbs/90_cli.ipynb #91fcbcc3
+def _cmd_plain(a) -> int:
+    from dtir.finetune import train_plain
+    print(train_plain(_cfg(a), a.task, a.out, data=a.data, steps=a.steps, resume=a.resume, overwrite=a.overwrite))
+    return 0
+
+def _plain_parser(sub):
+    "`dtir train-plain`."
+    t = sub.add_parser('train-plain', help='the plain baseline: no time input, random init, L_rec only')
+    _preset_args(t); t.add_argument('--task', required=True); t.add_argument('--data', default='builtin')
+    t.add_argument('--out', required=True); t.add_argument('--steps', type=int, default=None); t.add_argument('--resume', action='store_true')
+    t.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) run in OUT')
+    t.set_defaults(func=_cmd_plain)
+
+
+# %% ../nbs/90_cli.ipynb #69979672
+def _cmd_evaluate(a) -> int:
+    import json
+    from dtir.finetune import evaluate
+    from dtir.checkpoint import atomic_write
+    from dtir.checkpoint import check_writable
+    cfg = _cfg(a)
+    if a.out:   # refuse before the evaluation, not after it
+        if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
+        check_writable(a.out, '--out')
+    res = {sev: evaluate(a.ckpt, cfg, a.task, sev, roots=a.test_clean or []) for sev in a.severity}
+    text = json.dumps(res, indent=1, default=str)
+    if a.out: atomic_write(Path(a.out), text)
+    for sev, r in res.items():
+        print(f"{a.task} {sev}: PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.4f}  LPIPS {r['lpips']}  ({r['n']} images, {r['protocol']}, t={r['t']})")
+    return 0
+
+def _evaluate_parser(sub):
+    "`dtir evaluate`."
+    e = sub.add_parser('evaluate', help='PSNR/SSIM/LPIPS of a model on a task (fixed evaluation images)')
+    _preset_args(e); e.add_argument('--ckpt', required=True); e.add_argument('--task', required=True)
+    e.add_argument('--severity', nargs='+', default=['id', 'ood'], choices=['id', 'ood'])
+    e.add_argument('--data', default='builtin'); e.add_argument('--out', default=None, help='JSON file for per-image results')
+    e.add_argument('--test-clean', nargs='*', default=None, metavar='ROOT')
+    e.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+    e.set_defaults(func=_cmd_evaluate)
+
+
+# %% ../nbs/90_cli.ipynb #5dfa6205
+def _cmd_unify(a) -> int:
+    from dataclasses import replace
+    from dtir.artifacts import matched
+    from dtir.tit import unify, tit_stages, copy_model
+    from dtir.estimator import train_estimator, load_estimator
+    cfg = _cfg(a)
+    if a.tasks: cfg = replace(cfg, tasks=tuple(a.tasks))
+    if a.no_tit: cfg = replace(cfg, tit=False)
+    if a.no_moe: cfg = replace(cfg, moe=False)
+    if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
+    out = Path(a.out)
+    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, data=a.data, cache=out / 'match', log=print)['t_star'].items()}
+    print('t* ' + ', '.join(f'{k}={v}' for k, v in ts.items()) + f"; stages: {len(tit_stages(ts, cfg.tit, cfg.tit_group))}")
+    model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, overwrite=a.overwrite, log=print, progress=True)
+    est = train_estimator(cfg, ts, out / 'estimator', data=a.data, resume=a.resume and (out / 'estimator' / 'ckpt' / 'meta.json').exists())
+    copy_model(est, model / 'estimator')
+    load_estimator(model)
+    print(model)
+    return 0
+
+def _unify_parser(sub):
+    "`dtir unify`."
+    u = sub.add_parser('unify', help='one network for many degradations: TIT stages + MoE adapters + GEF, and the blind t* estimator')
+    _preset_args(u); u.add_argument('--ckpt', required=True, help='pre-trained model folder (its match.json gives t*)')
+    u.add_argument('--data', default='builtin', help='builtin, or a root with one paired folder (input/ + target/) per task')
+    u.add_argument('--out', required=True); u.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s ten')
+    u.add_argument('--no-tit', action='store_true', help='one stage on all tasks (same total steps)')
+    u.add_argument('--no-moe', action='store_true', help='no MoE adapters')
+    u.add_argument('--resume', action='store_true', help='continue an interrupted run (finished stages are kept)')
+    u.add_argument('--overwrite', action='store_true', help='replace a finished (or unfinished) unified run in OUT')
+    u.set_defaults(func=_cmd_unify)
+
+
+# %% ../nbs/90_cli.ipynb #543984bd
+def _cmd_select(a) -> int:
+    from dataclasses import replace
+    from dtir.config import repo_root
+    from dtir.select import selections, write_selection, grid_for
+    from dtir.checkpoint import check_writable
+    cfg = replace(_cfg(a), select_source='run')
+    if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f"--out {a.out} exists: pass --overwrite to replace it, or choose another file")
+    check_writable(a.out, '--out')
+    name, _ = grid_for(cfg.name, a.grid)
+    root = Path(a.artifacts) if a.artifacts else repo_root() / 'outputs' / cfg.name / 'artifacts'
+    sel = selections(cfg, root, a.tasks or list(cfg.setting_a_tasks), name, a.data, log=print)
+    write_selection(a.out, cfg, sel, name)
+    for t, s in sel.items():
+        print(f"{t}: full {s['full']['choice']} (validation {s['full']['val_psnr']:.2f} dB, {s['full']['n_runs']} runs); "
+              f"plain lr {s['plain']['choice']['lr']:.3g} (validation {s['plain']['val_psnr']:.2f} dB)")
+    print(f"wrote {a.out}: name it with --set select_source={a.out} (or in settings.ini) to train Setting A with these choices")
+    return 0
+
+def _select_parser(sub):
+    "`dtir select`."
+    s = sub.add_parser('select', help='choose the Setting A settings of full and the plain lr per task on the validation split')
+    _preset_args(s); s.add_argument('--out', required=True, help='JSON file to write (select_source can name it)')
+    s.add_argument('--tasks', nargs='+', default=None, help='default: the preset\'s setting_a_tasks')
+    s.add_argument('--grid', default=None, help='a grid of dtir.select.SELECT_GRIDS (default: the preset\'s, else default)')
+    s.add_argument('--data', default='builtin'); s.add_argument('--artifacts', default=None, help='model cache (default outputs/PRESET/artifacts)')
+    s.add_argument('--overwrite', action='store_true', help='replace OUT')
+    s.set_defaults(func=_cmd_select)
+
+
+# %% ../nbs/90_cli.ipynb #190b1e89
+def build_parser() -> argparse.ArgumentParser:
+    "The `dtir` argument parser with all subcommands."
+    ap = argparse.ArgumentParser(prog='dtir', description='Diffusion-training-enhanced image restoration')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    for add in (_reproduce_parser, _data_parser, _pretrain_parser, _match_parser, _finetune_parser, _plain_parser,
+                _evaluate_parser, _unify_parser, _select_parser): add(sub)
     from dtir.restore import add_restore_parser
     add_restore_parser(sub)
     return ap
 
+
+# %% ../nbs/90_cli.ipynb #27354fbf
 def main(argv=None) -> int:
     "Entry point of the `dtir` command: user errors print one line naming what is wrong (exit 2), not a traceback."
     from dtir.checkpoint import CheckpointError
@@ -269,6 +329,7 @@ def main(argv=None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f'dtir {a.cmd}: error: {msg}', file=sys.stderr)
         return 2
+
 
 # %% ../nbs/90_cli.ipynb #44e7b437
 if __name__ == '__main__': sys.exit(main())   # `python -m dtir.cli ...`, e.g. under `accelerate launch -m dtir.cli`

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from .config import Preset
 from .train import Trainer, RunSpec, step_generator
+from .models.core import restore
 
 # %% auto #0
 __all__ = ['DIFFUIR_STEPS', 'DIFFUIR_START_NOISE', 'DIFFUIR_T_PARAMS', 'DiffUIRSchedule', 'diffuir_loss', 'diffuir_step_fn',
@@ -101,13 +102,9 @@ def diffuir_sample(net, y: Tensor, sch: DiffUIRSchedule, steps: int = 3, start_n
     return I.clamp(0, 1)
 
 def diffuir_predict(net, y: Tensor, steps: int = 3, start_noise: float = 1.0, seed: int = 0, bs: int = 8) -> Tensor:
-    "Restore a batch in chunks of `bs` with a fixed sampling seed (the evaluation counterpart of `dtir.batches.predict`)."
-    dev = next(net.parameters()).device
-    was = net.training; net.eval()
+    "Restore a batch in chunks of `bs` with a fixed sampling seed: `diffuir_sample` as the sampler of `dtir.models.core.restore`."
     sch, g = DiffUIRSchedule(), torch.Generator().manual_seed(seed)
-    out = [diffuir_sample(net, y[i:i + bs].to(dev), sch, steps, start_noise, g).cpu() for i in range(0, len(y), bs)]
-    net.train(was)
-    return torch.cat(out)
+    return restore(net, y, bs=bs, sampler=lambda net, yb, _: diffuir_sample(net, yb, sch, steps, start_noise, g))
 
 # %% ../nbs/24_diffuir.ipynb #26385c46
 DIFFUIR_STEPS = 3

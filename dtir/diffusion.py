@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from .models.core import restore
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'Schedule', 'vp_schedule', 've_schedule', 'cosine_schedule', 'make_schedule', 'schedule_for',
@@ -189,13 +190,12 @@ def rec_loss(net: nn.Module,          # residual network, called as net(y, t)
 
 # %% ../nbs/10_diffusion.ipynb #7624c4df
 def predict_x0(net: nn.Module, x_t: Tensor, t) -> Tensor:
-    "The model contract: `x0_hat = x_t - net(x_t, t)` (DESIGN.md 1)."
-    return x_t - net(x_t, t)
+    "The model contract: `x0_hat = x_t - net(x_t, t)` (DESIGN.md 1), via `dtir.models.core.restore` with gradients kept."
+    return restore(net, x_t, t, grad=True)
 
 def onestep_restore(net: nn.Module, y: Tensor, t) -> Tensor:
-    "Algorithm 2's one-step mode: `xhat = y - net(y, t)` (t None for a plain network)."
-    _check_t_batch(t, y.shape[0])
-    return y - net(y, t)
+    "Algorithm 2's one-step mode: `xhat = y - net(y, t)` (t None for a plain network), with gradients kept."
+    return restore(net, y, t, grad=True)
 
 def _ddim_update(x: Tensor, x0_hat: Tensor, t: Tensor, tp: Tensor, schedule: Schedule, eta: float,
                  generator: torch.Generator | None) -> Tensor:

@@ -138,7 +138,7 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
 def write_stats(out: str | Path, stats: dict) -> Path:
     "Merge `stats` into the run folder's `stats.json` (atomically)."
     import json
-    from dtir.runner import atomic_write
+    from dtir.checkpoint import atomic_write
     f = Path(out) / 'stats.json'
     old = json.loads(f.read_text()) if f.exists() else {}
     atomic_write(f, json.dumps({**old, **stats}, indent=1))

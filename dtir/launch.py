@@ -15,7 +15,7 @@ __all__ = ['JOBS', 'job_fn', 'launcher', 'run_job', 'run_spec']
 
 # %% ../nbs/16a_launch.ipynb #b1dac961
 JOBS = {'pretrain': 'dtir.pretrain:pretrain', 'finetune': 'dtir.finetune:finetune',
-        'train_plain': 'dtir.finetune:train_plain', 'unify': 'dtir.unify:unify',
+        'train_plain': 'dtir.finetune:train_plain', 'unify': 'dtir.tit:unify',
         'train_estimator': 'dtir.estimator:train_estimator', 'train_diffuir': 'dtir.diffuir:train_diffuir'}
 
 def job_fn(job: str):

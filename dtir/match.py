@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np, torch
 from .config import Preset
 from .batches import val_set, predict
+from .models.core import restore
 from .train import step_generator
 
 # %% auto #0
@@ -31,15 +32,11 @@ def reverse_curve(net, y: torch.Tensor, x: torch.Tensor, schedule, ts: Sequence[
     "Mean PSNR of diffuse-to-t-then-DDIM-reverse estimates against `x` for each t in `ts`."
     from dtir.metrics import psnr
     from dtir.diffusion import diffuse_then_reverse
-    dev = next(net.parameters()).device
-    was = net.training; net.eval()
     out = []
-    try:
-        for t in ts:
-            g = step_generator(seed, t, 'match-reverse')
-            est = torch.cat([diffuse_then_reverse(net, y[i:i + bs].to(dev), t, schedule, generator=g).cpu() for i in range(0, len(y), bs)])
-            out.append(float(psnr(est.clamp(0, 1), x).mean()))
-    finally: net.train(was)
+    for t in ts:
+        g = step_generator(seed, t, 'match-reverse')
+        est = restore(net, y, bs=bs, clamp=True, sampler=lambda net, yb, _: diffuse_then_reverse(net, yb, t, schedule, generator=g))
+        out.append(float(psnr(est, x).mean()))
     return out
 
 def argmax_t(ts: Sequence[int], curve: Sequence[float]) -> int:
@@ -138,7 +135,7 @@ def _summary(ckpt, meta: dict, request: dict, res: dict) -> dict:
 
 def merge_match(path: str | Path, new: dict, overwrite: bool = False) -> dict:
     "Write matching results `new` into `path` (a match.json), keeping the tasks it already holds; refuse a file of another checkpoint or request."
-    from dtir.runner import atomic_write
+    from dtir.checkpoint import atomic_write
     path = Path(path)
     merged = new
     if path.exists() and not overwrite:

@@ -12,6 +12,7 @@ from .config import Preset
 from .train import Trainer, RunSpec, step_generator
 from .batches import clean_batches
 from .checkpoint import load_checkpoint, load_weights, CheckpointError
+from .models.core import restore
 
 # %% auto #0
 __all__ = ['schedule_meta', 'new_model', 'load_model', 'check_compatible', 'with_diffusion_noise', 'pretrain_step_fn', 'pretrain',
@@ -94,8 +95,6 @@ def pretrain(cfg: Preset,                 # preset (model, schedule, steps, opti
 def denoise_quality(net, schedule, x0: torch.Tensor, ts=None, seed: int = 0, bs: int = 8) -> dict:
     "Per t: PSNR of the one-step estimate vs the identity estimate `x_t / a_t`, on clean images `x0`."
     from dtir.metrics import psnr
-    dev = next(net.parameters()).device
-    was = net.training; net.eval()
     ts = list(ts or range(1, schedule.T + 1))
     res = {}
     for t in ts:
@@ -103,8 +102,6 @@ def denoise_quality(net, schedule, x0: torch.Tensor, ts=None, seed: int = 0, bs:
         eps = torch.randn(x0.shape, generator=g)
         xt = schedule.q_sample(x0, torch.full((len(x0),), t), eps)
         a = float(schedule.a[t])
-        est = torch.cat([(xt[i:i + bs].to(dev) - net(xt[i:i + bs].to(dev), torch.full((len(xt[i:i + bs]),), t, device=dev))).cpu()
-                         for i in range(0, len(xt), bs)])
+        est = restore(net, xt, t, bs=bs)
         res[t] = dict(model=float(psnr(est.clamp(0, 1), x0).mean()), identity=float(psnr((xt / a).clamp(0, 1), x0).mean()))
-    net.train(was)
     return res

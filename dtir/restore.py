@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
-from .data.paired import IMAGE_EXTS, ImageReadError, scan_folder, decode_image, apply_orientation
+from .data.io import IMAGE_EXTS, ImageReadError, read_for_restore, write_like
+from .data.paired import scan_folder
+from .models.core import restore
 from .checkpoint import check_writable, clean_stale_temps, temp_owner, atomic_path
 
 # %% auto #0
-__all__ = ['tile_starts', 'tile_ramp', 'tiles', 'restore_tensor', 'read_for_restore', 'write_like', 'restore_files',
-           'add_restore_parser']
+__all__ = ['tile_starts', 'tile_ramp', 'tiles', 'restore_tensor', 'restore_files', 'add_restore_parser']
 
 # %% ../nbs/23_restore.ipynb #1cf91044
 def tile_starts(n: int,        # image side in pixels
@@ -61,10 +62,6 @@ def _check_tiling(tile: int, overlap: int):
     if overlap < 0: raise ValueError(f"overlap (--overlap) must be >= 0, got {overlap}")
     if tile and tile <= overlap: raise ValueError(f"tile (--tile {tile}) must be larger than overlap (--overlap {overlap})")
 
-def _net_device(net: torch.nn.Module) -> torch.device:
-    p = next(net.parameters(), None)
-    return p.device if p is not None else torch.device('cpu')
-
 @torch.inference_mode()
 def restore_tensor(net: torch.nn.Module,  # residual network: `restored = y - net(y, t)`
                    y: torch.Tensor,       # (1, 3, H, W) degraded image in [0,1]
@@ -75,92 +72,17 @@ def restore_tensor(net: torch.nn.Module,  # residual network: `restored = y - ne
     "Restore `y`, tiled with blended overlaps when it is larger than `tile`; clamped to [0,1], on `y`'s device."
     _check_tiling(tile, overlap)
     if y.ndim != 4 or y.shape[:2] != (1, 3): raise ValueError(f"y must be a (1, 3, H, W) tensor, got {tuple(y.shape)}")
-    dev = _net_device(net)
-    tt = None if t is None else torch.full((1,), int(t), dtype=torch.long, device=dev)
+    t = None if t is None else int(t)
     H, W = y.shape[-2:]
-    was = net.training; net.eval()
-    try:
-        if tile == 0 or (H <= tile and W <= tile):
-            yd = y.to(dev)
-            return (yd - net(yd, tt)).clamp_(0, 1).to(y.device)
-        out = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
-        wsum = torch.zeros((H, W), dtype=torch.float32, device=y.device)
-        for i, j, win in tiles(H, W, tile, overlap):
-            h, w = win.shape
-            yt = y[..., i:i + h, j:j + w].to(dev)
-            win = win.to(y.device)
-            out[..., i:i + h, j:j + w] += (yt - net(yt, tt)).to(y.device) * win
-            wsum[i:i + h, j:j + w] += win
-        return out.div_(wsum).clamp_(0, 1)
-    finally: net.train(was)
-
-# %% ../nbs/23_restore.ipynb #752177ae
-_RESTORE_MODES = ('1', 'P', 'PA', 'L', 'LA', 'RGB', 'RGBA', 'CMYK', 'YCbCr', 'LAB', 'HSV')   # Pillow modes restore writes back
-
-def _check_planes(path: Path, a: np.ndarray, info: dict):
-    "Refuse what `write_like` could not write back as it came: other Pillow modes, TIFF colour spaces and pixel types."
-    if info.get('mode') is not None and info['mode'] not in _RESTORE_MODES:
-        raise ImageReadError(f"{path}: pixel mode {info['mode']!r} is not supported by restore (use 8/16-bit PNG or TIFF)")
-    photo, ok = info.get('photometric'), {'MINISBLACK': (1, 2), 'RGB': (3, 4)}
-    if photo is not None and (photo not in ok or a.ndim != 3 or a.shape[2] not in ok[photo]):
-        raise ImageReadError(f"{path}: TIFF with photometric {photo} and shape {a.shape} is not supported by restore (gray/RGB, optional alpha)")
-    if a.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(f"{path}: pixel type {a.dtype} is not supported by restore (8 or 16-bit integers)")
-
-# %% ../nbs/23_restore.ipynb #e4a1a0e3
-def read_for_restore(path,  # image file (see `IMAGE_EXTS`)
-                    ) -> tuple[np.ndarray, dict]:
-    "`(rgb, info)`: the upright HxWx3 float32 image in [0,1] and what `write_like` needs (bit depth, gray, alpha, ...)."
-    path = Path(path)
-    a, info = decode_image(path)   # the reader of training data and `data check` too: same pixel limit, same orientation
-    _check_planes(path, a, info)
-    gray = a.shape[2] in (1, 2)
-    alpha = a[..., -1].copy() if a.shape[2] in (2, 4) else None
-    rgb = a[..., :1 if gray else 3].astype(np.float32) / np.float32(255 if a.dtype == np.uint8 else 65535)
-    if gray: rgb = np.repeat(rgb, 3, axis=2)
-    info.update(gray=gray, alpha=alpha, size=rgb.shape[:2], bit_depth=8 * a.dtype.itemsize)
-    return np.ascontiguousarray(rgb), info
-
-# %% ../nbs/23_restore.ipynb #4d97d390
-def _quantise(a: np.ndarray, bit_depth: int) -> np.ndarray:
-    q = np.clip(a, 0, 1).astype(np.float32, copy=False)
-    q *= 255 if bit_depth == 8 else 65535
-    return np.rint(q, out=q).astype(np.uint8 if bit_depth == 8 else np.uint16)
-
-def _write_png16(path: Path, q: np.ndarray, gray: bool, alpha: bool):
-    import png
-    with open(path, 'wb') as f:
-        png.Writer(q.shape[1], q.shape[0], greyscale=gray, alpha=alpha, bitdepth=16).write(f, q.reshape(q.shape[0], -1))
-
-def write_like(path,                      # output file; the format follows the extension
-               rgb: np.ndarray | torch.Tensor,  # HxWx3 (or (3,H,W) tensor) restored image in [0,1]
-               info: dict,                # from `read_for_restore`
-              ) -> Path:
-    "Write `rgb` with the input's bit depth, gray/colour mode and alpha plane (see `read_for_restore`); returns the path."
-    path = Path(path)
-    if isinstance(rgb, torch.Tensor): rgb = rgb.detach().cpu().float().permute(1, 2, 0).numpy() if rgb.shape[0] == 3 else rgb.numpy()
-    if rgb.ndim != 3 or rgb.shape[2] != 3: raise ValueError(f'write_like({path}): expected an HxWx3 image, got {rgb.shape}')
-    if tuple(rgb.shape[:2]) != tuple(info['size']):
-        raise ValueError(f"write_like({path}): image is {rgb.shape[0]}x{rgb.shape[1]}, the input was {info['size'][0]}x{info['size'][1]}")
-    bd, gray, alpha, ext = info['bit_depth'], info['gray'], info['alpha'], path.suffix.lower()
-    q = _quantise(rgb.mean(axis=2, keepdims=True, dtype=np.float32) if gray else rgb, bd)
-    if alpha is not None: q = np.concatenate([q, alpha[..., None].astype(q.dtype)], axis=2)
-    if bd == 16 and ext not in ('.png', '.tif', '.tiff'): raise ValueError(f'write_like({path}): 16-bit output needs .png or .tif, not {ext!r}')
-    if alpha is not None and ext not in ('.png', '.tif', '.tiff', '.webp'):
-        raise ValueError(f'write_like({path}): {ext} cannot store the alpha plane; convert the input to PNG first')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ext in ('.tif', '.tiff'):
-        import tifffile
-        kw = dict(extrasamples=info.get('extrasamples') or [2]) if alpha is not None else {}
-        tifffile.imwrite(path, q[..., 0] if q.shape[2] == 1 else q, photometric='minisblack' if gray else 'rgb', **kw)
-    elif ext == '.png' and bd == 16: _write_png16(path, q, gray, alpha is not None)
-    else:
-        from PIL import Image
-        kw = dict(quality=95) if ext in ('.jpg', '.jpeg', '.webp') else {}
-        if info.get('icc_profile'): kw['icc_profile'] = info['icc_profile']
-        if info.get('exif') and ext in ('.jpg', '.jpeg', '.png', '.webp'): kw['exif'] = info['exif']
-        Image.fromarray(q[..., 0] if q.shape[2] == 1 else q).save(path, **kw)
-    return path
+    if tile == 0 or (H <= tile and W <= tile): return restore(net, y, t, clamp=True)
+    out = torch.zeros(y.shape, dtype=torch.float32, device=y.device)
+    wsum = torch.zeros((H, W), dtype=torch.float32, device=y.device)
+    for i, j, win in tiles(H, W, tile, overlap):
+        h, w = win.shape
+        win = win.to(y.device)
+        out[..., i:i + h, j:j + w] += restore(net, y[..., i:i + h, j:j + w], t) * win
+        wsum[i:i + h, j:j + w] += win
+    return out.div_(wsum).clamp_(0, 1)
 
 # %% ../nbs/23_restore.ipynb #6cc21678
 def _check_device(device: str) -> torch.device:

@@ -63,7 +63,7 @@ def val_psnr(model: str | Path, cfg: Preset, task: str, data: str = 'builtin') -
 
 def _cached(path: Path, fn):
     if path.exists(): return json.loads(path.read_text())
-    from dtir.runner import atomic_write
+    from dtir.checkpoint import atomic_write
     r = fn(); path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(r, indent=1))
     return r
@@ -181,7 +181,8 @@ def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str =
 
 def write_selection(path: str | Path, cfg: Preset, sel: dict, grid_name: str) -> Path:
     "Write the selections `sel` ({task: {'full', 'plain'}}) as a file that `select_source` can name (trials kept, model paths dropped)."
-    from dtir.runner import atomic_write, git_commit
+    from dtir.checkpoint import atomic_write
+    from dtir.runner import git_commit
     strip = lambda s: {**{k: v for k, v in s.items() if k != 'trials'}, 'trials': [{k: v for k, v in t.items() if k != 'model'} for t in s['trials']]}
     rec = dict(written_by='dtir select', git_commit=git_commit(), preset=cfg.name, grid=grid_name, grid_values=SELECT_GRIDS[grid_name],
                lr_grid=LR_GRID_RULE, preset_values=preset_dict(cfg),

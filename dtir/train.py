@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 import torch
+from fastcore.basics import patch
 from .config import Preset, preset_dict
 from .checkpoint import save_checkpoint, load_checkpoint, load_weights, state_dict_cpu, load_meta, CheckpointError, RunLock, clean_stale_temps
 
@@ -56,7 +57,7 @@ def _hparams(d: dict) -> dict:
     "A preset as tracker hyper-parameters: numbers, strings and booleans kept, anything else as its string."
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in d.items()}
 
-# %% ../nbs/13_train.ipynb #49189cf2
+# %% ../nbs/13_train.ipynb #b452f667
 class TrainingDiverged(RuntimeError): pass
 
 def _grads_finite(params) -> bool:
@@ -64,6 +65,8 @@ def _grads_finite(params) -> bool:
     gs = [p.grad for p in params if p.grad is not None]
     return not gs or bool(torch.isfinite(torch.nn.utils.get_total_norm(gs, norm_type=float('inf'))))
 
+
+# %% ../nbs/13_train.ipynb #df5738e3
 @dataclass
 class RunSpec:
     "What a training run is: written into every checkpoint's meta and checked on resume."
@@ -72,6 +75,8 @@ class RunSpec:
     seed: int
     extra: dict | None = None # task, t_star, parent checkpoint, ...
 
+
+# %% ../nbs/13_train.ipynb #0e767793
 def _shard(batch: dict, rank: int, world: int) -> dict:
     if world == 1: return batch
     out = {}
@@ -87,6 +92,8 @@ def _shard(batch: dict, rank: int, world: int) -> dict:
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
+
+# %% ../nbs/13_train.ipynb #e1b22699
 class Trainer:
     "The single training loop shared by every stage."
     def __init__(self, cfg: Preset,               # preset (optimiser, logging, checkpoint cadence)
@@ -121,169 +128,193 @@ class Trainer:
                          **({'extra': spec.extra} if spec.extra else {}))
         self.step, self.progress, self.overwrite = 0, progress, overwrite
 
-    # -- checkpoints
     @property
     def ckpt_dir(self) -> Path: return self.out / 'ckpt'
     @property
     def model_dir(self) -> Path: return self.out / 'model'
 
-    def _weights(self, use_ema: bool) -> dict:
-        if use_ema and self.ema is not None: return {k: v.detach().cpu().contiguous().clone() for k, v in self.ema.items()}
-        return state_dict_cpu(self.net)
 
-    def save(self):
-        "Write the resumable checkpoint (raw weights + optimizer/scheduler/EMA state) atomically."
-        if not self.acc.is_main_process: return
-        state = dict(step=self.step, opt=self.opt.state_dict(), sched=self.sched.state_dict(),
-                     ema=self.ema, net=state_dict_cpu(self.net))
-        save_checkpoint(self.ckpt_dir, self._weights(False), dict(self.meta, step=self.step), state=state)
+# %% ../nbs/13_train.ipynb #09a3a885
+@patch
+def _truncate_log(self: Trainer, step: int):
+    f = self.out / 'log.jsonl'
+    if not f.exists() or not self.acc.is_main_process: return
+    keep = []
+    for l in f.read_text().splitlines():
+        try: rec = json.loads(l)
+        except json.JSONDecodeError: continue   # a line torn by the kill
+        if rec.get('step', 0) <= step: keep.append(l)
+    f.write_text(''.join(l + '\n' for l in keep))
 
-    def resume(self) -> bool:
-        "Load `ckpt/` if present; return whether training resumed. Refuses a checkpoint of a different run."
-        try: weights, meta, st = load_checkpoint(self.ckpt_dir, state=True)
-        except FileNotFoundError:
-            if self._finished():
-                raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}) but no {self.ckpt_dir} to resume from; "
-                                      f"pass --overwrite to train it again, or use another --out") from None
-            self._truncate_log(0)   # killed before its first checkpoint: start over, without the old log lines
-            return False
-        for k in ('kind', 'steps', 'seed', 'preset', 'model', 'schedule', 'extra'):
-            a, b = meta.get(k), self.meta.get(k)
-            if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
-                if isinstance(a, dict) and isinstance(b, dict):
-                    diff = {kk: (a.get(kk), b.get(kk)) for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)}
-                    what = ', '.join(f'{kk} {x!r} vs {y!r}' for kk, (x, y) in diff.items())
-                else: what = f'{a!r} vs {b!r}'
-                raise CheckpointError(f"cannot resume from {self.ckpt_dir}: its '{k}' differs from this run's ({what}; "
-                                      f"checkpoint vs now); use another --out or drop --resume")
-        load_weights(self.net, {k: v.to(self.acc.device) for k, v in weights.items()}, str(self.ckpt_dir))
-        self.opt.load_state_dict(st['opt']); self.sched.load_state_dict(st['sched'])
-        if self.ema is not None and st.get('ema') is not None:
-            self.ema = {k: v.to(self.acc.device) for k, v in st['ema'].items()}
-        self.step = int(st['step'])
-        self._truncate_log(self.step)
-        return True
+@patch
+def _log(self: Trainer, rec: dict):
+    if not self.acc.is_main_process: return
+    with open(self.out / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
+    if self.acc.trackers: self.acc.log({k: v for k, v in rec.items() if k != 'step' and isinstance(v, (int, float))}, step=rec['step'])
 
-    def _finished(self) -> bool:
-        return any((d / 'meta.json').exists() for d in (self.model_dir, self.out / '.model.old'))
 
-    def _prepare(self, resume: bool, say):
-        "Clean stale temporaries; refuse to replace a run unless asked (`overwrite`); resume if asked."
-        import shutil
-        if self.acc.is_main_process: clean_stale_temps(self.out, say)
-        if resume and self.overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
-        if resume: self.resume()
-        elif not self.overwrite and self._finished():
-            raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}): pass --overwrite to replace it, "
-                                  f"--resume to continue it, or use another --out")
-        elif not self.overwrite and self._unfinished():
-            raise FileExistsError(f"{self.ckpt_dir} holds an unfinished run: pass --resume to continue it, --overwrite to replace it, "
-                                  f"or use another --out")
-        elif self.acc.is_main_process:
-            for d in (self.ckpt_dir, self.out / '.ckpt.old', self.model_dir, self.out / '.model.old'):
-                if d.exists(): shutil.rmtree(d)
-            (self.out / 'log.jsonl').unlink(missing_ok=True)
-
-    def _unfinished(self) -> bool:
-        try: return load_meta(self.ckpt_dir).get('step', 0) < self.spec.steps   # also finds a `.ckpt.old` left by a kill
-        except FileNotFoundError: return False
-
-    # -- logging
-    def _truncate_log(self, step: int):
-        f = self.out / 'log.jsonl'
-        if not f.exists() or not self.acc.is_main_process: return
-        keep = []
-        for l in f.read_text().splitlines():
-            try: rec = json.loads(l)
-            except json.JSONDecodeError: continue   # a line torn by the kill
-            if rec.get('step', 0) <= step: keep.append(l)
-        f.write_text(''.join(l + '\n' for l in keep))
-
-    def _log(self, rec: dict):
-        if not self.acc.is_main_process: return
-        with open(self.out / 'log.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
-        if self.acc.trackers: self.acc.log({k: v for k, v in rec.items() if k != 'step' and isinstance(v, (int, float))}, step=rec['step'])
-
-    # -- one optimisation step
-    def _sync_grads(self):
-        if self.acc.num_processes == 1: return
-        import torch.distributed as dist
-        for p in self.params:
-            if p.grad is None: p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM); p.grad /= self.acc.num_processes
-
-    def train_step(self) -> dict:
-        "One optimiser step over `grad_accum` micro-batches; returns the logged terms."
-        cfg, acc, step = self.cfg, self.acc, self.step
-        self.opt.zero_grad(set_to_none=False)
-        logs: dict = {}
-        for micro in range(cfg.grad_accum):
-            batch = self.batch_fn(step * cfg.grad_accum + micro)
-            batch = _to(_shard(batch, acc.process_index, acc.num_processes), acc.device)
-            with acc.autocast():
-                out = self.step_fn(self.net, batch, step, 1.0 / cfg.grad_accum)
-            for k, v in out.items(): logs[k] = logs.get(k, 0.0) + float(v) / cfg.grad_accum
-        bad = [k for k, v in logs.items() if not math.isfinite(v)]
-        if bad or not _grads_finite(self.params):
-            last = load_meta(self.ckpt_dir)['step'] if (self.ckpt_dir / 'meta.json').exists() else None
-            raise TrainingDiverged(f"non-finite {'loss ' + str(bad) if bad else 'gradient'} at step {step} "
-                                   f"(logs {logs}); stopped. Last good checkpoint: "
-                                   f"{self.ckpt_dir if last is not None else 'none'}" + (f" (step {last})" if last is not None else ''))
-        self._sync_grads()
-        if cfg.grad_clip > 0: logs['grad_norm'] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
-        lr = self.sched.get_last_lr()[0]
-        self.opt.step(); self.sched.step()
-        if self.after_step is not None: logs.update(self.after_step(self.net, step, lr) or {})
-        if self.ema is not None:
-            with torch.no_grad():
-                for k, v in self.net.state_dict().items():
-                    if v.dtype.is_floating_point: self.ema[k].mul_(cfg.ema).add_(v.detach(), alpha=1 - cfg.ema)
-                    else: self.ema[k].copy_(v)
-        self.step += 1
-        return logs
-
-    def fit(self, resume: bool = False) -> Path:
-        "Train to `spec.steps` (resuming from `ckpt/` if asked) holding the folder's lock; write `model/`; return its path."
-        import sys
-        self.out.mkdir(parents=True, exist_ok=True)
-        notes = []   # said once the run goes ahead: a refusal stays a one-line error
-        lock = RunLock(self.out, log=notes.append) if self.acc.is_main_process else None
-        if lock: lock.acquire()
-        try:
-            self._prepare(resume, notes.append)
-            for m in notes: print(m, file=sys.stderr)
-            return self._train()
-        finally:
-            if lock: lock.release()
-
-    def _train(self) -> Path:
-        from tqdm.auto import tqdm
-        self.net.train()
-        bar = tqdm(total=self.spec.steps, initial=self.step, desc=f'{self.spec.kind}', disable=not (self.progress and self.acc.is_main_process),
-                   mininterval=2.0)
-        from dtir.runner import report_step   # `dtir reproduce`'s bars (nothing outside it)
-        t0, n0, shown = time.time(), self.step, 0.0
-        if self.acc.log_with and not self.acc.trackers: self.acc.init_trackers(self.spec.kind, config=_hparams(self.meta.get('preset', {})))
-        while self.step < self.spec.steps:
-            logs = self.train_step()
-            bar.update(1)
-            if self.acc.is_main_process and (time.time() - shown >= 1 or self.step == self.spec.steps):
-                report_step(self.out, self.spec.kind, self.step, self.spec.steps); shown = time.time()
-            if self.step % self.cfg.log_every == 0 or self.step == self.spec.steps:
-                el = time.time() - t0
-                rec = dict(step=self.step, lr=self.sched.get_last_lr()[0], **{k: round(v, 6) for k, v in logs.items()},
-                           img_s=round((self.step - n0) * self.cfg.batch * self.cfg.grad_accum / max(el, 1e-9), 2))
-                self._log(rec); bar.set_postfix({k: f'{v:.4f}' for k, v in logs.items() if k.startswith('loss')})
-            if self.step % self.cfg.ckpt_every == 0 and self.step < self.spec.steps: self.save()
-        bar.close()
-        self.save()
-        if self.acc.is_main_process:
-            save_checkpoint(self.model_dir, self._weights(True), dict(self.meta, step=self.step, ema=self.ema is not None))
-        self.acc.wait_for_everyone()
-        if self.acc.trackers: self.acc.end_training()
-        return self.model_dir
-
+# %% ../nbs/13_train.ipynb #2012e71a
 def read_log(out: str | Path) -> list[dict]:
     "The `log.jsonl` records of a run folder."
     f = Path(out) / 'log.jsonl'
     return [json.loads(l) for l in f.read_text().splitlines() if l.strip()] if f.exists() else []
+
+
+# %% ../nbs/13_train.ipynb #bb07497c
+@patch
+def _sync_grads(self: Trainer):
+    if self.acc.num_processes == 1: return
+    import torch.distributed as dist
+    for p in self.params:
+        if p.grad is None: p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM); p.grad /= self.acc.num_processes
+
+@patch
+def train_step(self: Trainer) -> dict:
+    "One optimiser step over `grad_accum` micro-batches; returns the logged terms."
+    cfg, acc, step = self.cfg, self.acc, self.step
+    self.opt.zero_grad(set_to_none=False)
+    logs: dict = {}
+    for micro in range(cfg.grad_accum):
+        batch = self.batch_fn(step * cfg.grad_accum + micro)
+        batch = _to(_shard(batch, acc.process_index, acc.num_processes), acc.device)
+        with acc.autocast():
+            out = self.step_fn(self.net, batch, step, 1.0 / cfg.grad_accum)
+        for k, v in out.items(): logs[k] = logs.get(k, 0.0) + float(v) / cfg.grad_accum
+    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+    if bad or not _grads_finite(self.params):
+        last = load_meta(self.ckpt_dir)['step'] if (self.ckpt_dir / 'meta.json').exists() else None
+        raise TrainingDiverged(f"non-finite {'loss ' + str(bad) if bad else 'gradient'} at step {step} "
+                               f"(logs {logs}); stopped. Last good checkpoint: "
+                               f"{self.ckpt_dir if last is not None else 'none'}" + (f" (step {last})" if last is not None else ''))
+    self._sync_grads()
+    if cfg.grad_clip > 0: logs['grad_norm'] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+    lr = self.sched.get_last_lr()[0]
+    self.opt.step(); self.sched.step()
+    if self.after_step is not None: logs.update(self.after_step(self.net, step, lr) or {})
+    if self.ema is not None:
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                if v.dtype.is_floating_point: self.ema[k].mul_(cfg.ema).add_(v.detach(), alpha=1 - cfg.ema)
+                else: self.ema[k].copy_(v)
+    self.step += 1
+    return logs
+
+
+# %% ../nbs/13_train.ipynb #9d16fc30
+@patch
+def _weights(self: Trainer, use_ema: bool) -> dict:
+    if use_ema and self.ema is not None: return {k: v.detach().cpu().contiguous().clone() for k, v in self.ema.items()}
+    return state_dict_cpu(self.net)
+
+@patch
+def save(self: Trainer):
+    "Write the resumable checkpoint (raw weights + optimizer/scheduler/EMA state) atomically."
+    if not self.acc.is_main_process: return
+    state = dict(step=self.step, opt=self.opt.state_dict(), sched=self.sched.state_dict(),
+                 ema=self.ema, net=state_dict_cpu(self.net))
+    save_checkpoint(self.ckpt_dir, self._weights(False), dict(self.meta, step=self.step), state=state)
+
+
+# %% ../nbs/13_train.ipynb #8f0ad8de
+@patch
+def _finished(self: Trainer) -> bool:
+    return any((d / 'meta.json').exists() for d in (self.model_dir, self.out / '.model.old'))
+
+@patch
+def resume(self: Trainer) -> bool:
+    "Load `ckpt/` if present; return whether training resumed. Refuses a checkpoint of a different run."
+    try: weights, meta, st = load_checkpoint(self.ckpt_dir, state=True)
+    except FileNotFoundError:
+        if self._finished():
+            raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}) but no {self.ckpt_dir} to resume from; "
+                                  f"pass --overwrite to train it again, or use another --out") from None
+        self._truncate_log(0)   # killed before its first checkpoint: start over, without the old log lines
+        return False
+    for k in ('kind', 'steps', 'seed', 'preset', 'model', 'schedule', 'extra'):
+        a, b = meta.get(k), self.meta.get(k)
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            if isinstance(a, dict) and isinstance(b, dict):
+                diff = {kk: (a.get(kk), b.get(kk)) for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)}
+                what = ', '.join(f'{kk} {x!r} vs {y!r}' for kk, (x, y) in diff.items())
+            else: what = f'{a!r} vs {b!r}'
+            raise CheckpointError(f"cannot resume from {self.ckpt_dir}: its '{k}' differs from this run's ({what}; "
+                                  f"checkpoint vs now); use another --out or drop --resume")
+    load_weights(self.net, {k: v.to(self.acc.device) for k, v in weights.items()}, str(self.ckpt_dir))
+    self.opt.load_state_dict(st['opt']); self.sched.load_state_dict(st['sched'])
+    if self.ema is not None and st.get('ema') is not None:
+        self.ema = {k: v.to(self.acc.device) for k, v in st['ema'].items()}
+    self.step = int(st['step'])
+    self._truncate_log(self.step)
+    return True
+
+
+# %% ../nbs/13_train.ipynb #3897c331
+@patch
+def _unfinished(self: Trainer) -> bool:
+    try: return load_meta(self.ckpt_dir).get('step', 0) < self.spec.steps   # also finds a `.ckpt.old` left by a kill
+    except FileNotFoundError: return False
+
+@patch
+def _prepare(self: Trainer, resume: bool, say):
+    "Clean stale temporaries; refuse to replace a run unless asked (`overwrite`); resume if asked."
+    import shutil
+    if self.acc.is_main_process: clean_stale_temps(self.out, say)
+    if resume and self.overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    if resume: self.resume()
+    elif not self.overwrite and self._finished():
+        raise FileExistsError(f"{self.out} holds a finished run ({self.model_dir}): pass --overwrite to replace it, "
+                              f"--resume to continue it, or use another --out")
+    elif not self.overwrite and self._unfinished():
+        raise FileExistsError(f"{self.ckpt_dir} holds an unfinished run: pass --resume to continue it, --overwrite to replace it, "
+                              f"or use another --out")
+    elif self.acc.is_main_process:
+        for d in (self.ckpt_dir, self.out / '.ckpt.old', self.model_dir, self.out / '.model.old'):
+            if d.exists(): shutil.rmtree(d)
+        (self.out / 'log.jsonl').unlink(missing_ok=True)
+
+
+# %% ../nbs/13_train.ipynb #33f18dd2
+@patch
+def fit(self: Trainer, resume: bool = False) -> Path:
+    "Train to `spec.steps` (resuming from `ckpt/` if asked) holding the folder's lock; write `model/`; return its path."
+    import sys
+    self.out.mkdir(parents=True, exist_ok=True)
+    notes = []   # said once the run goes ahead: a refusal stays a one-line error
+    lock = RunLock(self.out, log=notes.append) if self.acc.is_main_process else None
+    if lock: lock.acquire()
+    try:
+        self._prepare(resume, notes.append)
+        for m in notes: print(m, file=sys.stderr)
+        return self._train()
+    finally:
+        if lock: lock.release()
+
+@patch
+def _train(self: Trainer) -> Path:
+    from tqdm.auto import tqdm
+    self.net.train()
+    bar = tqdm(total=self.spec.steps, initial=self.step, desc=f'{self.spec.kind}', disable=not (self.progress and self.acc.is_main_process),
+               mininterval=2.0)
+    from dtir.runner import report_step   # `dtir reproduce`'s bars (nothing outside it)
+    t0, n0, shown = time.time(), self.step, 0.0
+    if self.acc.log_with and not self.acc.trackers: self.acc.init_trackers(self.spec.kind, config=_hparams(self.meta.get('preset', {})))
+    while self.step < self.spec.steps:
+        logs = self.train_step()
+        bar.update(1)
+        if self.acc.is_main_process and (time.time() - shown >= 1 or self.step == self.spec.steps):
+            report_step(self.out, self.spec.kind, self.step, self.spec.steps); shown = time.time()
+        if self.step % self.cfg.log_every == 0 or self.step == self.spec.steps:
+            el = time.time() - t0
+            rec = dict(step=self.step, lr=self.sched.get_last_lr()[0], **{k: round(v, 6) for k, v in logs.items()},
+                       img_s=round((self.step - n0) * self.cfg.batch * self.cfg.grad_accum / max(el, 1e-9), 2))
+            self._log(rec); bar.set_postfix({k: f'{v:.4f}' for k, v in logs.items() if k.startswith('loss')})
+        if self.step % self.cfg.ckpt_every == 0 and self.step < self.spec.steps: self.save()
+    bar.close()
+    self.save()
+    if self.acc.is_main_process:
+        save_checkpoint(self.model_dir, self._weights(True), dict(self.meta, step=self.step, ema=self.ema is not None))
+    self.acc.wait_for_everyone()
+    if self.acc.trackers: self.acc.end_training()
+    return self.model_dir
+

@@ -1,4 +1,4 @@
-"""One network for ten degradations: tasks enter in order of their matched t*, each stage keeps the generative prior with GEF, MoE adapters specialise by prompt (DESIGN.md section 5).
+"""What a unified model (trained by `dtir.tit`: TIT stages, MoE time-prompt adapters, GEF) does: which experts each degradation uses, and its scores with the true or the estimated prompt.
 
 Docs: https://dtir.github.io/dtir/unify.html.md"""
 
@@ -6,129 +6,15 @@ Docs: https://dtir.github.io/dtir/unify.html.md"""
 
 # %% ../nbs/22_unify.ipynb #37593aa8
 from __future__ import annotations
-import json, os, shutil, sys
 from pathlib import Path
 import torch
-from .config import Preset, TASKS
-from .train import Trainer, RunSpec
+from .config import Preset
 from .batches import task_batches, eval_set
-from .checkpoint import load_checkpoint, load_weights, atomic_path
-from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
-from .finetune import importance_for, gef_step_fn, check_t_star
+from .pretrain import load_model
+
 
 # %% auto #0
-__all__ = ['tit_order', 'tit_stages', 'copy_model', 'unify', 'router_table', 'evaluate_unified']
-
-# %% ../nbs/22_unify.ipynb #a07842b4
-def tit_order(t_stars: dict[str, int]) -> list[str]:
-    "Tasks sorted by matched t* (ascending), ties by their order in `TASKS` (then by name)."
-    rank = {t: i for i, t in enumerate(TASKS)}
-    return sorted(t_stars, key=lambda k: (int(t_stars[k]), rank.get(k, len(rank)), k))
-
-def tit_stages(t_stars: dict[str, int], tit: bool = True, group: str = 'task') -> list[list[str]]:
-    "Tasks trained in each stage: cumulative unions in t* order (`tit`), or one stage with all tasks."
-    order = tit_order(t_stars)
-    if not tit: return [order]
-    if group == 'task': return [order[:k + 1] for k in range(len(order))]
-    if group == 'tstar':
-        ts = sorted({int(v) for v in t_stars.values()})
-        return [[k for k in order if int(t_stars[k]) <= t] for t in ts]
-    raise ValueError(f"tit_group must be 'task' or 'tstar', got {group!r}")
-
-# %% ../nbs/22_unify.ipynb #d0e05199
-def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
-
-def copy_model(src: str | Path, dst: str | Path):
-    "Copy a model folder to `dst` atomically (`atomic_path`), replacing what is there."
-    with atomic_path(dst) as tmp: shutil.copytree(src, tmp)
-
-def _stage_net(cfg: Preset, pre, prev, moe: bool, seed: int):
-    if prev is not None: return load_model(prev)[0].train()
-    net, _ = new_model(cfg, time=True, seed=seed)
-    if cfg.tmgp:
-        weights, meta, _ = load_checkpoint(pre)
-        check_compatible(meta, cfg, f'pre-trained checkpoint {pre}')
-        load_weights(net, weights, str(pre))
-    if moe:
-        from dtir.models.moe import attach_moe
-        torch.manual_seed(seed + 1)
-        attach_moe(net, cfg.moe_experts)
-    return net
-
-def unify(cfg: Preset,                 # preset (stage_steps, tit, tit_group, moe, moe_experts and the GEF switches)
-          pre: str | Path | None,      # pre-trained model/ folder (None only with tmgp=False)
-          out: str | Path,             # run folder: stage-NN/ and model/
-          t_stars: dict[str, int],     # task -> matched t*
-          data: str = 'builtin',       # builtin, or a root with one paired folder per task
-          tit: bool | None = None,     # default cfg.tit
-          moe: bool | None = None,     # default cfg.moe
-          resume: bool = False,
-          seed: int | None = None,
-          overwrite: bool = False,     # replace a finished (or unfinished) unified run in out
-          log=None,
-          progress: bool = False) -> Path:
-    "Train one network on all tasks of `t_stars` (TIT stages or one stage, GEF in each) holding `out`'s lock; returns `out/model`."
-    tit = cfg.tit if tit is None else tit
-    moe = cfg.moe if moe is None else moe
-    seed = cfg.seed if seed is None else seed
-    for k, v in t_stars.items(): check_t_star(int(v), cfg.T)
-    if cfg.tmgp and pre is None: raise ValueError("unify with tmgp=True needs the pre-trained checkpoint (--ckpt)")
-    out = Path(out)
-    if resume and overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run, or replace it")
-    from dtir.checkpoint import RunLock
-    lock = RunLock(out, log=log) if int(os.environ.get('RANK', '0')) == 0 else None   # one lock per launched job, on its main process
-    if lock: lock.acquire()
-    try: return _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, overwrite)
-    finally:
-        if lock: lock.release()
-
-def _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, overwrite) -> Path:
-    from dtir.gef import snapshot_params
-    from dtir.diffusion import schedule_for
-    from dtir.models.core import model_spec
-    if not resume and not overwrite:
-        if _done(out):
-            raise FileExistsError(f"{out} holds a finished unified run ({out / 'model'}): pass --overwrite to replace it, "
-                                  f"--resume to keep it, or use another --out")
-        if any(out.glob('stage-*/ckpt/meta.json')) or any(out.glob('stage-*/model/meta.json')):
-            raise FileExistsError(f"{out} holds an unfinished unified run: pass --resume to continue it, --overwrite to replace it, "
-                                  f"or use another --out")
-    from dtir.checkpoint import clean_stale_temps
-    if int(os.environ.get('RANK', '0')) == 0: clean_stale_temps(out, lambda m: print(m, file=sys.stderr))
-    if overwrite and int(os.environ.get('RANK', '0')) == 0:
-        for p in [*out.glob('stage-*'), out / 'model', out / '.model.old', out / 'estimator', out / 'router.json']:
-            if p.is_dir(): shutil.rmtree(p)
-            elif p.exists(): p.unlink()
-    stages = tit_stages(t_stars, True, cfg.tit_group)
-    steps = cfg.stage_steps if tit else cfg.stage_steps * len(stages)
-    if not tit: stages = tit_stages(t_stars, False)
-    sch = schedule_for(cfg)
-    spec = model_spec(cfg, time=True, moe=cfg.moe_experts if moe else 0)
-    prev = None
-    for k, tasks in enumerate(stages):
-        run = out / f'stage-{k + 1:02d}'
-        prompts = {t: int(t_stars[t]) for t in tasks}
-        if not _done(run):
-            if log: log(f'stage {k + 1}/{len(stages)}: {", ".join(f"{t}(t*={v})" for t, v in prompts.items())}, {steps} steps')
-            net = _stage_net(cfg, pre, prev, moe, seed)
-            omega = theta0 = None
-            if cfg.gef and cfg.tmgp and cfg.reg:
-                run.mkdir(parents=True, exist_ok=True)   # cached in the stage's folder: computed at its starting weights
-                omega = importance_for(run, net, cfg, data, log)
-                theta0 = snapshot_params(net)
-            s = seed + 7919 * k
-            bf = with_diffusion_noise(task_batches(cfg, prompts, data, seed=s), cfg.T, s, prefix='gen_', purpose='gen')
-            Trainer(cfg, net, bf, gef_step_fn(cfg, net, sch, theta0, omega, s),
-                    RunSpec('unify', steps, seed, dict(stage=k + 1, stages=len(stages), tasks=prompts, data=data, tit=tit,
-                                                       moe=moe, parent=str(prev or pre))),
-                    run, meta=dict(model=spec, schedule=schedule_meta(cfg), t_star=prompts), progress=progress
-                    ).fit(resume=resume and (run / 'ckpt' / 'meta.json').exists())
-        prev = run / 'model'
-    if moe:   # router statistics of the final model (per stage they would cost a forward pass per task and stage)
-        from dtir.runner import atomic_write
-        atomic_write(out / 'router.json', json.dumps(router_table(prev, cfg, {t: int(t_stars[t]) for t in stages[-1]}, data)))
-    copy_model(prev, out / 'model')
-    return out / 'model'
+__all__ = ['router_table', 'evaluate_unified']
 
 # %% ../nbs/22_unify.ipynb #534ed0c8
 @torch.inference_mode()

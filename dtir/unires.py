@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from .config import Preset
 from .train import step_seed
+from .models.core import restore
 
 # %% auto #0
 __all__ = ['COMBOS', 'APPLY_ORDER', 'W_MIN', 'W_MAX', 'FID_GRID', 'combo_tasks', 'compound_degrade', 'compound_set',
@@ -71,10 +72,6 @@ def down_up(x: Tensor, scale: int = 2) -> Tensor:
     lo = F.interpolate(x, size=(max(1, H // scale), max(1, W // scale)), mode='area')
     return F.interpolate(lo, size=(H, W), mode='bilinear', align_corners=False)
 
-def _restore(net, t, x):
-    tt = None if t is None else torch.full((len(x),), int(t), device=x.device)
-    return x - net(x, tt)
-
 @torch.inference_mode()
 def unires_mix(specialists: list,        # [(net, t), ...]: the K specialists and their prompts
                y: Tensor,                # degraded images (B,3,H,W)
@@ -92,9 +89,6 @@ def unires_mix(specialists: list,        # [(net, t), ...]: the K specialists an
     if w.shape[0] not in (1, len(y)): raise ValueError(f"per-image weights need {len(y)} rows, got {w.shape[0]}")
     if fidelity is None and w[:, K].abs().max() > 0: raise ValueError("a non-zero fidelity weight needs the fidelity component")
     dev = next(specialists[0][0].parameters()).device
-    nets = [n for n, _ in specialists] + ([fidelity[0]] if fidelity else [])
-    was = [n.training for n in nets]
-    for n in nets: n.eval()
     out = []
     for i in range(0, len(y), bs):
         x = y[i:i + bs].to(dev)
@@ -102,12 +96,11 @@ def unires_mix(specialists: list,        # [(net, t), ...]: the K specialists an
         for _ in range(steps):
             d = torch.zeros_like(x)
             for k, (net, t) in enumerate(specialists):
-                if wb[:, k].abs().max() > 0: d += wb[:, k].view(-1, 1, 1, 1) * (_restore(net, t, x) - x)
+                if wb[:, k].abs().max() > 0: d += wb[:, k].view(-1, 1, 1, 1) * (restore(net, x, t) - x)
             if wb[:, K].abs().max() > 0:
-                d += wb[:, K].view(-1, 1, 1, 1) * (_restore(fidelity[0], fidelity[1], down_up(x, fid_scale)) - x)
+                d += wb[:, K].view(-1, 1, 1, 1) * (restore(fidelity[0], down_up(x, fid_scale), fidelity[1]) - x)
             x = (x + eta * d).clamp(0, 1)
         out.append(x.cpu())
-    for n, m in zip(nets, was): n.train(m)
     return torch.cat(out)
 
 # %% ../nbs/25_unires.ipynb #66d3b0b8

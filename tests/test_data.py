@@ -9,8 +9,8 @@ from PIL import Image
 
 from dtir.data.builtin import PatchSampler, builtin_images, clean_eval_images
 from dtir.data.degrade import degrade
-from dtir.data.paired import (LAYOUTS, ImageReadError, PairError, PairedFolder, check_pairs, clean_folder,
-                              data_check_main, read_image, write_image)
+from dtir.data.io import ImageReadError, read_image, write_image
+from dtir.data.paired import LAYOUTS, PairError, PairedFolder, check_pairs, clean_folder, data_check_main
 
 torch.set_num_threads(1)
 SHARED = Path(os.environ.get('DTIR_SHARED_DATA', Path(__file__).resolve().parents[1].parent / 'shared' / 'data'))
@@ -199,3 +199,18 @@ def test_real_clean_sets(name, n):
     assert check_pairs(root, 'cbsd68', full=False)['clean_only'] == n
     x, names = clean_eval_images(64, 6, roots=[root / 'target'])
     assert x.shape == (6, 3, 64, 64) and names[1].startswith(f'{name}/')
+
+
+@pytest.mark.parametrize('name', ['rain100l', 'lol_v1_eval15', 'kodak24', 'bsds500_test200'])
+def test_real_files_read_alike_and_write_back(name, tmp_path):
+    "On real files the training reader, the header size and the restore reader agree; an identity restore writes a PNG's pixels back."
+    from dtir.data.io import decode_image, image_size, read_for_restore, write_like
+    root = _need(name)
+    files = sorted(p for p in root.rglob('*') if p.suffix.lower() in ('.png', '.jpg'))[:2]
+    assert files
+    for p in files:
+        a, (rgb, info) = read_image(p), read_for_restore(p)
+        assert image_size(p) == a.shape[:2] == info['size']
+        if info['bit_depth'] == 8: np.testing.assert_array_equal(rgb, a)   # both value / 255 in float32
+        out = write_like(tmp_path / p.name, rgb, info)
+        if p.suffix.lower() == '.png': np.testing.assert_array_equal(decode_image(out)[0], decode_image(p)[0])

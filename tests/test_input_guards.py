@@ -60,18 +60,17 @@ def test_training_data_refuses_a_decompression_bomb(tmp_path):
 
 
 def test_restore_and_training_share_the_reader(tmp_path):
-    "`restore` reads through `dtir.data.paired.decode_image`: a TIFF bomb is refused by its header there too."
+    "`restore` reads through `dtir.data.io.decode_image` like training data: a TIFF bomb is refused by its header there too."
     import tifffile
-    from dtir.data import paired
-    from dtir.restore import read_for_restore
+    from dtir.data import io
     f = tmp_path / 'big.tif'
     tifffile.imwrite(f, np.zeros((16, 16, 3), np.uint8), photometric='rgb')
-    old = paired.MAX_PIXELS
-    paired.MAX_PIXELS = 100
+    old = io.MAX_PIXELS
+    io.MAX_PIXELS = 100
     try:
-        for read in (paired.read_image, read_for_restore):
+        for read in (io.read_image, io.read_for_restore, io.image_size):
             with pytest.raises(OSError, match='big.tif: declares 16x16 = 256 pixels, more than the limit of 100'): read(f)
-    finally: paired.MAX_PIXELS = old
+    finally: io.MAX_PIXELS = old
 
 
 # --- item 6: zero pairs is an error; skipped files are counted and listed ---

@@ -11,7 +11,8 @@ from PIL import Image
 from dtir.checkpoint import save_checkpoint, state_dict_cpu
 from dtir.config import load_preset, preset_dict
 from dtir.pretrain import new_model
-from dtir.restore import _cmd_restore, add_restore_parser, read_for_restore
+from dtir.data.io import read_for_restore
+from dtir.restore import _cmd_restore, add_restore_parser
 from cli_helpers import nudged_model
 
 torch.set_num_threads(1)

@@ -177,7 +177,7 @@ def test_unify_finished_refused_before_training(tmp_path):
     "A finished unified folder (its model/ exists) is refused without --resume or --overwrite, before any stage trains."
     from dtir.checkpoint import save_checkpoint
     from dtir.config import load_preset
-    from dtir.unify import unify
+    from dtir.tit import unify
     out = tmp_path / 'u'
     save_checkpoint(out / 'model', {'a': torch.zeros(1)}, {'kind': 'unify'})
     before = _digest(out)

@@ -102,7 +102,8 @@ class PatchSampler:
 
 # %% ../../nbs/01_data_builtin.ipynb #6514a7ef
 def _root_images(root) -> list[tuple[str, np.ndarray]]:
-    from dtir.data.paired import clean_folder, read_image, IMAGE_EXTS
+    from dtir.data.io import IMAGE_EXTS, read_image
+    from dtir.data.paired import clean_folder
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'clean-image folder not found: {root}')
     if (root / 'target').is_dir():

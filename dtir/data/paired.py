@@ -1,4 +1,4 @@
-"""Reading and writing images with stated conversion rules, paired (degraded, clean) folders with up-front checks, and adapters for benchmark layouts.
+"""Paired (degraded, clean) folders with up-front checks, and adapters for benchmark layouts; every image is read through `dtir.data.io`.
 
 Docs: https://dtir.github.io/dtir/paired.html.md"""
 
@@ -12,193 +12,19 @@ from typing import Callable
 import numpy as np
 import torch
 from ..checkpoint import temp_owner
+from .io import IMAGE_EXTS, read_image, image_size
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'MAX_PIXELS', 'DACLIP_TYPES', 'LAYOUTS', 'ImageReadError', 'apply_orientation', 'decode_image',
-           'read_image', 'write_image', 'scan_folder', 'list_images', 'layout_paired', 'layout_rain100', 'layout_sots',
+__all__ = ['DACLIP_TYPES', 'LAYOUTS', 'scan_folder', 'list_images', 'layout_paired', 'layout_rain100', 'layout_sots',
            'layout_snow100k', 'layout_lol', 'layout_gopro', 'layout_raindrop', 'layout_srd', 'layout_cbsd68',
-           'layout_celeba_inpaint', 'layout_daclip', 'clean_folder', 'image_size', 'skipped_files', 'check_pairs',
-           'data_check_main', 'PairError', 'PairedFolder']
+           'layout_celeba_inpaint', 'layout_daclip', 'clean_folder', 'skipped_files', 'check_pairs', 'data_check_main',
+           'PairError', 'PairedFolder']
 
-# %% ../../nbs/01b_paired.ipynb #706085f9
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
-MAX_PIXELS = 178_956_970   # Pillow's decompression-bomb error limit (2 x Image.MAX_IMAGE_PIXELS), for every format and reader
-
-class ImageReadError(OSError):
-    "An image file that cannot be read (missing, truncated, not an image, unsupported, too large)."
-
-def _to_rgb(a: np.ndarray, path) -> np.ndarray:
-    "Integer/float array (H,W), (H,W,C) -> HxWx3 float32 in [0,1] by the rules above."
-    if a.ndim == 3 and a.shape[2] == 1: a = a[..., 0]
-    if a.ndim == 3 and a.shape[2] == 2: a = a[..., 0]            # gray + alpha
-    if a.ndim == 3 and a.shape[2] == 4: a = a[..., :3]           # RGBA
-    if a.ndim == 2: a = np.repeat(a[..., None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] != 3: raise ImageReadError(f'{path}: unsupported image shape {a.shape}')
-    if a.dtype == np.bool_: return a.astype(np.float32)
-    if a.dtype == np.uint8: return a.astype(np.float32) / 255.0
-    if a.dtype in (np.uint16, np.int32, np.uint32, np.int64):
-        if a.dtype != np.uint16 and (a.min() < 0 or a.max() > 65535):
-            raise ImageReadError(f'{path}: integer image with values outside 0..65535 ({a.min()}..{a.max()})')
-        return (a.astype(np.float64) / 65535.0).astype(np.float32)
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-            raise ImageReadError(f'{path}: float image with values outside [0, 1] ({np.nanmin(a)}..{np.nanmax(a)})')
-        return a.astype(np.float32)
-    raise ImageReadError(f'{path}: unsupported pixel type {a.dtype}')
-
-def _png_header(path) -> tuple[int, int, int]:
-    "(width, height, bit depth) from a PNG's IHDR; (0, 0, 0) if the file is not a PNG."
-    with open(path, 'rb') as f: head = f.read(26)
-    if len(head) < 26 or head[:8] != b'\x89PNG\r\n\x1a\n' or head[12:16] != b'IHDR': return 0, 0, 0
-    return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big'), head[24]
-
-def _png_bit_depth(path) -> int: return _png_header(path)[2]
-
-def _check_pixels(path, h: int, w: int):
-    if h * w > MAX_PIXELS:
-        raise ImageReadError(f'{path}: declares {w}x{h} = {h * w:,} pixels, more than the limit of {MAX_PIXELS:,} '
-                             f'(a decompression bomb, or an image to split into tiles first)')
-
-_ORIENT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
-           6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
-
-def apply_orientation(a: np.ndarray,    # (H, W, ...) pixels as stored
-                      orientation: int, # EXIF orientation tag, 1..8 (anything else: left as is)
-                     ) -> np.ndarray:
-    "Turn an image stored with EXIF `orientation` upright, as PIL's `ImageOps.exif_transpose` does."
-    f = _ORIENT.get(int(orientation))
-    return a if f is None else np.ascontiguousarray(f(a))
-
-def _pil_open(path):
-    import warnings
-    from PIL import Image
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-        try: im = Image.open(path)
-        except Image.DecompressionBombError as e:
-            w, h, _ = _png_header(path)
-            if w: _check_pixels(path, h, w)
-            raise ImageReadError(f'{path}: {e}') from None
-    _check_pixels(path, im.size[1], im.size[0])
-    return im
-
-def _notes(path, im) -> list[str]:
-    fmt, n = im.format or '?', getattr(im, 'n_frames', 1)
-    ext = Path(path).suffix.lower()
-    named = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP', '.webp': 'WEBP', '.tif': 'TIFF', '.tiff': 'TIFF'}.get(ext)
-    out = [f'{fmt} content under a {ext} name'] if named and fmt != named and fmt != 'MPO' else []
-    if n > 1: out.append(f'{n} frames: only the first is used')
-    return out
-
-def _decode_pil(path) -> tuple[np.ndarray, dict]:
-    from PIL import ImageFile
-    old, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False   # a truncated file is an error
-    try:
-        with _pil_open(path) as im:
-            im.load()
-            exif, mode, icc, notes = im.getexif(), im.mode, im.info.get('icc_profile'), _notes(path, im)
-            key = 'transparency' in im.info
-            if mode == '1': im = im.convert('L')
-            elif mode in ('P', 'PA'): im = im.convert('RGBA' if key or mode == 'PA' else 'RGB')
-            elif mode in ('L', 'RGB') and key: im = im.convert({'L': 'LA', 'RGB': 'RGBA'}[mode])
-            elif mode in ('CMYK', 'YCbCr', 'LAB', 'HSV'): im, icc = im.convert('RGB'), None
-            a = np.asarray(im)
-            if mode.startswith('I;16'): a = a.astype(np.uint16)
-    finally: ImageFile.LOAD_TRUNCATED_IMAGES = old
-    o = int(exif.get(0x0112, 1))
-    if 0x0112 in exif: del exif[0x0112]
-    return a, dict(mode=mode, bit_depth=8 * a.dtype.itemsize if a.dtype in (np.uint8, np.uint16) else 0, orientation=o,
-                   icc_profile=icc, exif=exif.tobytes() if len(exif) else None, notes=notes)
-
-def _decode_png16(path) -> tuple[np.ndarray, dict]:
-    import png
-    w, h, _ = _png_header(path)
-    _check_pixels(path, h, w)
-    with _pil_open(path) as im: o, notes = int(im.getexif().get(0x0112, 1)), _notes(path, im)
-    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
-    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info['planes'])
-    return a, dict(mode=None, bit_depth=16, orientation=o, notes=notes)
-
-def _read_png16(path) -> np.ndarray: return _decode_png16(path)[0]
-
-def _decode_tiff(path) -> tuple[np.ndarray, dict]:
-    import tifffile
-    with tifffile.TiffFile(path) as tif:
-        p = tif.pages[0]
-        _check_pixels(path, int(p.imagelength), int(p.imagewidth))
-        a, axes, photo, n = p.asarray(), p.axes, p.photometric.name, len(tif.pages)
-        extra, tag = [int(e) for e in p.extrasamples], p.tags.get('Orientation')
-    if axes.startswith('S') and a.ndim == 3: a = np.moveaxis(a, 0, -1)
-    return a, dict(mode=None, photometric=photo, extrasamples=extra, orientation=int(tag.value) if tag else 1,
-                   bit_depth=8 * a.dtype.itemsize if a.dtype in (np.uint8, np.uint16) else 0,
-                   notes=[f'{n} pages: only the first is used'] if n > 1 else [])
-
-def decode_image(path,  # image file (see IMAGE_EXTS)
-                ) -> tuple[np.ndarray, dict]:
-    "The one image reader of dtir: `(pixels, info)`, upright (EXIF orientation applied), at most `MAX_PIXELS`; errors name the file."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
-    ext = path.suffix.lower()
-    if ext not in IMAGE_EXTS: raise ImageReadError(f"{path}: not an image extension ({' '.join(IMAGE_EXTS)})")
-    try:
-        if ext in ('.tif', '.tiff'): a, info = _decode_tiff(path)
-        elif ext == '.png' and _png_bit_depth(path) == 16: a, info = _decode_png16(path)
-        else: a, info = _decode_pil(path)
-    except ImageReadError: raise
-    except Exception as e: raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
-    if a.ndim == 2: a = a[..., None]
-    return apply_orientation(a, info['orientation']), dict(info, format=ext)
-
-def read_image(path,  # image file (see IMAGE_EXTS)
-              ) -> np.ndarray:
-    "Read `path` as an upright HxWx3 float32 array in [0,1] (conversion rules above); errors name the file."
-    return _to_rgb(decode_image(path)[0], path)
-
-# %% ../../nbs/01b_paired.ipynb #7b8d92a0
-def _write_png16(path, q, planes):
-    import png
-    with open(path, 'wb') as f:
-        png.Writer(q.shape[1], q.shape[0], greyscale=planes == 1, bitdepth=16).write(f, q.reshape(q.shape[0], -1))
-
-def write_image(path,                 # output file; the format follows the extension
-                arr,                  # HxWx3 / HxW float in [0,1], or a (3,H,W) tensor
-                bit_depth: int = 8,   # 8 or 16 (16: PNG and TIFF only)
-                quality: int = 95,    # JPEG quality
-               ) -> Path:
-    "Write `arr` to `path` at `bit_depth` bits per channel; returns the path."
-    path = Path(path)
-    if isinstance(arr, torch.Tensor):
-        arr = arr.detach().cpu().float()
-        arr = arr.permute(1, 2, 0) if arr.ndim == 3 and arr.shape[0] in (1, 3) else arr
-        arr = arr.numpy()
-    a = np.asarray(arr, dtype=np.float64)
-    if a.ndim == 3 and a.shape[2] == 1: a = a[..., 0]
-    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)):
-        raise ValueError(f'write_image({path}): expected HxWx3 or HxW, got shape {a.shape}')
-    if np.isnan(a).any(): raise ValueError(f'write_image({path}): array contains NaN')
-    if bit_depth not in (8, 16): raise ValueError(f'write_image({path}): bit_depth must be 8 or 16, got {bit_depth}')
-    ext = path.suffix.lower()
-    if bit_depth == 16 and ext not in ('.png', '.tif', '.tiff'):
-        raise ValueError(f'write_image({path}): 16-bit output needs .png or .tif, not {ext!r}')
-    q = np.round(np.clip(a, 0, 1) * (255 if bit_depth == 8 else 65535)).astype(np.uint8 if bit_depth == 8 else np.uint16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ext in ('.tif', '.tiff'):
-        import tifffile
-        tifffile.imwrite(path, q, photometric='rgb' if q.ndim == 3 else 'minisblack')
-    elif ext == '.png' and bit_depth == 16:
-        _write_png16(path, q, 3 if q.ndim == 3 else 1)
-    elif ext in ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.ppm'):
-        from PIL import Image
-        kw = dict(quality=quality) if ext in ('.jpg', '.jpeg', '.webp') else {}
-        Image.fromarray(q).save(path, **kw)
-    else:
-        raise ValueError(f'write_image({path}): unsupported extension {ext!r}; use one of .png .tif .jpg .bmp .webp .ppm')
-    return path
-
-# %% ../../nbs/01b_paired.ipynb #01ba7654
+# %% ../../nbs/01b_paired.ipynb #876d3ce4
 def _natkey(p: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', p.name)]
 
+# %% ../../nbs/01b_paired.ipynb #82582646
 def _skip_reason(p: Path) -> str | None:
     "Why a file is not read as an image (None: it is one)."
     if temp_owner(p.name) is not None: return 'temporary file of an interrupted dtir run'
@@ -206,6 +32,7 @@ def _skip_reason(p: Path) -> str | None:
     if p.suffix.lower() not in IMAGE_EXTS: return f"unsupported file type {p.suffix.lower() or '(no extension)'} (images: {' '.join(IMAGE_EXTS)})"
     return None
 
+# %% ../../nbs/01b_paired.ipynb #b17fec70
 def scan_folder(folder) -> tuple[list[Path], list[tuple[Path, str]]]:
     "`(images, skipped)`: the image files directly in `folder` (natural order), and every other entry with the reason."
     folder = Path(folder)
@@ -217,11 +44,14 @@ def scan_folder(folder) -> tuple[list[Path], list[tuple[Path, str]]]:
         else: images.append(p)
     return images, skipped
 
+# %% ../../nbs/01b_paired.ipynb #c24c5323
 def list_images(folder) -> list[Path]:
     "Image files directly in `folder` (by extension, natural sort order; hidden and temporary files are not images)."
     return scan_folder(folder)[0]
 
+# %% ../../nbs/01b_paired.ipynb #c5fc80a2
 def _keyed(files, key: Callable, folder) -> dict:
+    "`{key(p): p}` for `files`; two files with one key raise, naming both."
     out = {}
     for p in files:
         k = key(p)
@@ -229,6 +59,7 @@ def _keyed(files, key: Callable, folder) -> dict:
         out[k] = p
     return out
 
+# %% ../../nbs/01b_paired.ipynb #7a7b6977
 def _pair_dirs(lq_dir: Path, gt_dir: Path, task, lq_key=lambda p: p.stem, gt_key=lambda p: p.stem,
                one_to_one: bool = True) -> list:
     "Match the images of two folders by key; unmatched files get the expected partner path."
@@ -242,6 +73,7 @@ def _pair_dirs(lq_dir: Path, gt_dir: Path, task, lq_key=lambda p: p.stem, gt_key
         out += [(lq_dir / f'{k}{p.suffix}', p, task) for k, p in gt.items() if k not in lq]
     return out
 
+# %% ../../nbs/01b_paired.ipynb #42e16cc6
 def _child(root: Path, names) -> Path | None:
     "The first existing subfolder of `root` among `names` (case-insensitive)."
     kids = {d.name.lower(): d for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
@@ -249,6 +81,7 @@ def _child(root: Path, names) -> Path | None:
         if n.lower() in kids: return kids[n.lower()]
     return None
 
+# %% ../../nbs/01b_paired.ipynb #2c01cee0
 def _find_pair_dirs(root: Path, lq_names, gt_names, depth: int = 3) -> list[tuple[Path, Path]]:
     "Every folder at most `depth` levels below `root` holding both an lq folder and a gt folder."
     root = Path(root)
@@ -263,7 +96,9 @@ def _find_pair_dirs(root: Path, lq_names, gt_names, depth: int = 3) -> list[tupl
         raise FileNotFoundError(f'{root}: no folder pair {"/".join(lq_names)} + {"/".join(gt_names)} found (searched {depth} levels)')
     return found
 
+# %% ../../nbs/01b_paired.ipynb #3c0651ed
 def _strip(stem: str, prefixes=(), suffixes=()) -> str:
+    "`stem` without the first matching prefix and the first matching suffix."
     s = stem
     for p in prefixes:
         if s.lower().startswith(p): s = s[len(p):]; break
@@ -271,6 +106,7 @@ def _strip(stem: str, prefixes=(), suffixes=()) -> str:
         if s.lower().endswith(x): s = s[:-len(x)]; break
     return s
 
+# %% ../../nbs/01b_paired.ipynb #a3e40a2d
 def layout_paired(root) -> list:
     "`root/input` + `root/target`, matched by stem."
     root = Path(root)
@@ -278,6 +114,7 @@ def layout_paired(root) -> list:
         if not (root / d).is_dir(): raise FileNotFoundError(f'{root}: missing folder {d}/ (layout paired: input/ + target/)')
     return _pair_dirs(root / 'input', root / 'target', None)
 
+# %% ../../nbs/01b_paired.ipynb #69a8a701
 def _as_paired(task: str):
     "Decorator: a benchmark layout that also accepts dtir's own `input/` + `target/` form of the set."
     def deco(fn):
@@ -290,6 +127,7 @@ def _as_paired(task: str):
         return layout
     return deco
 
+# %% ../../nbs/01b_paired.ipynb #8b4b47f5
 @_as_paired('rain')
 def layout_rain100(root) -> list:
     "Rain100L/H: `input/`+`target/` or `rain|rainy/` + `norain/` (or norain files in root); rain/norain prefixes ignored."
@@ -300,6 +138,7 @@ def layout_rain100(root) -> list:
     key = lambda p: _strip(p.stem, ('norain-', 'norain_', 'rain-', 'rain_'), ('x2',))
     return _pair_dirs(lq, gt, 'rain', key, key)
 
+# %% ../../nbs/01b_paired.ipynb #9c54978e
 @_as_paired('haze')
 def layout_sots(root) -> list:
     "RESIDE SOTS/ITS/OTS: `hazy/` + `clear/`; a hazy file pairs with the clear file named by its stem up to the first `_`."
@@ -308,11 +147,13 @@ def layout_sots(root) -> list:
         out += _pair_dirs(lq, gt, 'haze', lambda p: p.stem.split('_')[0], one_to_one=False)
     return out
 
+# %% ../../nbs/01b_paired.ipynb #9aad47ce
 @_as_paired('snow')
 def layout_snow100k(root) -> list:
     "Snow100K: `synthetic/` + `gt/` (in root or Snow100K-S/M/L subfolders)."
     return [t for lq, gt in _find_pair_dirs(Path(root), ('synthetic',), ('gt',)) for t in _pair_dirs(lq, gt, 'snow')]
 
+# %% ../../nbs/01b_paired.ipynb #1ba12076
 @_as_paired('lowlight')
 def layout_lol(root) -> list:
     "LOL v1 (`low/`+`high/`) and v2 (`Low/`+`Normal/`, names `low00690`/`normal00690`)."
@@ -320,11 +161,13 @@ def layout_lol(root) -> list:
     return [t for lq, gt in _find_pair_dirs(Path(root), ('low',), ('high', 'normal'))
             for t in _pair_dirs(lq, gt, 'lowlight', key, key)]
 
+# %% ../../nbs/01b_paired.ipynb #d17fd9c8
 @_as_paired('blur')
 def layout_gopro(root) -> list:
     "GoPro: `<scene>/blur/` + `<scene>/sharp/` for every scene below root."
     return [t for lq, gt in _find_pair_dirs(Path(root), ('blur',), ('sharp',)) for t in _pair_dirs(lq, gt, 'blur')]
 
+# %% ../../nbs/01b_paired.ipynb #3c95632d
 @_as_paired('raindrop')
 def layout_raindrop(root) -> list:
     "RainDrop (Qian et al.): `data/*_rain.png` + `gt/*_clean.png`."
@@ -332,6 +175,7 @@ def layout_raindrop(root) -> list:
     return [t for lq, gt in _find_pair_dirs(Path(root), ('data', 'input'), ('gt', 'target'))
             for t in _pair_dirs(lq, gt, 'raindrop', key, key)]
 
+# %% ../../nbs/01b_paired.ipynb #415f96d2
 @_as_paired('shadow')
 def layout_srd(root) -> list:
     "SRD `shadow/` + `shadow_free/` (`*_free`, `*_no_shadow` names) or ISTD `test_A/` + `test_C/`."
@@ -339,7 +183,9 @@ def layout_srd(root) -> list:
     return [t for lq, gt in _find_pair_dirs(Path(root), ('shadow', 'test_A', 'train_A'), ('shadow_free', 'test_C', 'train_C'))
             for t in _pair_dirs(lq, gt, 'shadow', key, key)]
 
+# %% ../../nbs/01b_paired.ipynb #aef23315
 def _clean_only(root, names, task) -> list:
+    "`(None, clean, task)` for the images of the first subfolder of `root` among `names` (or of `root` itself)."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'dataset root not found: {root}')
     d = _child(root, names) or root
@@ -347,10 +193,12 @@ def _clean_only(root, names, task) -> list:
     if not files: raise FileNotFoundError(f'{root}: no clean images in {d}')
     return [(None, p, task) for p in files]
 
+# %% ../../nbs/01b_paired.ipynb #566f1b7c
 def layout_cbsd68(root) -> list:
     "Clean-only sets (CBSD68, Kodak24, McMaster): `target/`, `original_png/` or root; noise is synthesised."
     return _clean_only(root, ('target', 'original_png', 'gt'), 'noise')
 
+# %% ../../nbs/01b_paired.ipynb #33b00dee
 def layout_celeba_inpaint(root) -> list:
     "CelebA-HQ inpainting: masked inputs (`input|lq|masked`) + clean (`target|gt|img`); clean only without inputs."
     root = Path(root)
@@ -358,6 +206,7 @@ def layout_celeba_inpaint(root) -> list:
     if lq and gt: return _pair_dirs(lq, gt, 'inpaint')
     return _clean_only(root, ('target', 'gt', 'img', 'images'), 'inpaint')
 
+# %% ../../nbs/01b_paired.ipynb #7058aa5d
 DACLIP_TYPES = {'motion-blurry': 'blur', 'blurry': 'blur', 'hazy': 'haze', 'jpeg-compressed': 'jpeg',
                 'low-light': 'lowlight', 'noisy': 'noise', 'raindrop': 'raindrop', 'rainy': 'rain',
                 'shadowed': 'shadow', 'snowy': 'snow', 'uncompleted': 'inpaint', 'inpainting': 'inpaint'}
@@ -371,10 +220,12 @@ def layout_daclip(root) -> list:
     if not types: raise FileNotFoundError(f'{root}: no <type>/LQ + <type>/GT folders; point root at a split folder such as .../universal/val')
     return [t for d in types for t in _pair_dirs(d / 'LQ', d / 'GT', DACLIP_TYPES.get(d.name, d.name), lambda p: p.name, lambda p: p.name)]
 
+# %% ../../nbs/01b_paired.ipynb #9f28849c
 LAYOUTS = dict(paired=layout_paired, rain100=layout_rain100, sots=layout_sots, snow100k=layout_snow100k,
                lol=layout_lol, gopro=layout_gopro, raindrop=layout_raindrop, srd=layout_srd,
                cbsd68=layout_cbsd68, celeba_inpaint=layout_celeba_inpaint, daclip=layout_daclip)
 
+# %% ../../nbs/01b_paired.ipynb #58a73882
 def clean_folder(root) -> list[Path]:
     "The clean images of a clean-only set, `root/target/*`."
     t = Path(root) / 'target'
@@ -384,25 +235,6 @@ def clean_folder(root) -> list[Path]:
     return files
 
 # %% ../../nbs/01b_paired.ipynb #b7ee27ff
-def image_size(path) -> tuple[int, int]:
-    "Upright (H, W) of an image file from its header (TIFF: first page), within `MAX_PIXELS`; errors name the file."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'image not found: {path}')
-    try:
-        if path.suffix.lower() in ('.tif', '.tiff'):
-            import tifffile
-            with tifffile.TiffFile(path) as t:
-                pg = t.pages[0]
-                h, w, tag = int(pg.imagelength), int(pg.imagewidth), pg.tags.get('Orientation')
-                o = int(tag.value) if tag else 1
-        else:
-            with _pil_open(path) as im: (w, h), o = im.size, int(im.getexif().get(0x0112, 1))
-        _check_pixels(path, h, w)
-        return (w, h) if o in (5, 6, 7, 8) else (h, w)
-    except ImageReadError: raise
-    except Exception as e:
-        raise ImageReadError(f'cannot read image {path}: {type(e).__name__}: {e}') from e
-
 def _check_one(lq, gt, min_size, full) -> list[str]:
     probs, sizes = [], {}
     for p, other, role in ((lq, gt, 'input'), (gt, lq, 'target')):

@@ -6,8 +6,11 @@ Docs: https://dtir.github.io/dtir/models.html.md"""
 
 # %% ../../nbs/11b_models.ipynb #39068d5b
 from __future__ import annotations
-import inspect
+import inspect, numbers
+from contextlib import nullcontext
+import torch
 import torch.nn as nn
+from torch import Tensor
 from ..config import Preset
 from .unet import TimeUNet
 from .nafnet import NAFNet, TimeFiLM
@@ -16,8 +19,8 @@ from .restormer import Restormer, XRestormer
 _all_ = ['TimeUNet', 'NAFNet', 'TimeFiLM', 'Restormer', 'XRestormer']
 
 # %% auto #0
-__all__ = ['ARCHS', 'build_model', 'count_params', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet', 'TimeFiLM', 'Restormer',
-           'XRestormer']
+__all__ = ['ARCHS', 'build_model', 'count_params', 'restore', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet', 'TimeFiLM',
+           'Restormer', 'XRestormer']
 
 # %% ../../nbs/11b_models.ipynb #3c07c2ee
 ARCHS = dict(unet=TimeUNet, nafnet=NAFNet, restormer=Restormer, xrestormer=XRestormer)
@@ -46,6 +49,57 @@ def build_model(cfg: Preset,        # preset: arch, width, enc_blocks, middle_bl
 def count_params(m: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `m` (shared tensors counted once)."
     return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable_only)
+
+# %% ../../nbs/11b_models.ipynb #0be9549f
+def _net_device(net: nn.Module, y: Tensor) -> torch.device:
+    "Device of `net`'s first parameter or buffer (`y`'s for a network that holds no tensor)."
+    p = next(iter(net.parameters()), None)
+    if p is None: p = next(iter(net.buffers()), None)
+    return y.device if p is None else p.device
+
+def _check_time(t, n: int):
+    "Refuse a `t` that is not None, a number, a 0-d tensor or an (n,) tensor."
+    if isinstance(t, bool) or (isinstance(t, Tensor) and t.dtype == torch.bool): raise TypeError("t must be a number or a tensor of numbers, not a bool")
+    if isinstance(t, Tensor):
+        if t.ndim and tuple(t.shape) != (n,): raise ValueError(f"t: a tensor of timesteps must have shape ({n},), got {tuple(t.shape)}")
+    elif t is not None and not isinstance(t, numbers.Real): raise TypeError(f"t must be None, a number or a tensor, got {type(t).__name__}")
+
+def _time_chunk(t, i: int, n: int, dev) -> Tensor | None:
+    "The timesteps of samples `i:i+n` on `dev`: a (n,) tensor (int64 for an integer shared `t`), or None."
+    if t is None: return None
+    if isinstance(t, Tensor) and t.ndim: return t[i:i + n].to(dev)
+    v = t.item() if isinstance(t, Tensor) else t
+    return torch.full((n,), int(v) if isinstance(v, numbers.Integral) else float(v), device=dev)
+
+def restore(net: nn.Module,          # residual network, called as `net(y, t)`
+            y: Tensor,               # (B, ...) batch to restore
+            t=None,                  # None (no time input), a number shared by the batch, or a (B,) tensor
+            bs: int | None = None,   # chunk size (None: the whole batch at once)
+            device=None,             # where the network runs (None: the network's own device)
+            clamp: bool = False,     # clamp the restored batch to [0, 1]
+            grad: bool = False,      # True: part of a computation the caller owns (no inference mode, modes untouched)
+            sampler=None,            # None: one step `y - net(y, t)`; else `sampler(net, y, t) -> x0` run on each chunk
+           ) -> Tensor:
+    "The model contract `restored = y - net(y, t)` over `y` in chunks of `bs`; the result on `y`'s device."
+    n = len(y)
+    if bs is not None and (isinstance(bs, bool) or not isinstance(bs, numbers.Integral) or bs < 1):
+        raise ValueError(f"bs must be None or a positive int, got {bs!r}")
+    _check_time(t, n)
+    dev = _net_device(net, y) if device is None else torch.device(device)
+    step = bs or max(n, 1)
+    modes = None if grad else [(m, m.training) for m in net.modules()]
+    with nullcontext() if grad else torch.inference_mode():
+        if not grad: net.eval()
+        try:
+            out = []
+            for i in range(0, max(n, 1), step):
+                yb = y[i:i + step].to(dev)
+                tb = _time_chunk(t, i, len(yb), dev)
+                xb = yb - net(yb, tb) if sampler is None else sampler(net, yb, tb)
+                out.append((xb.clamp(0, 1) if clamp else xb).to(y.device))
+            return out[0] if len(out) == 1 else torch.cat(out)
+        finally:
+            for m, was in modes or (): m.training = was
 
 # %% ../../nbs/11b_models.ipynb #fae6d576
 def model_spec(cfg: Preset, time: bool = True, in_ch: int = 3, out_ch: int = 3, moe: int = 0) -> dict:
