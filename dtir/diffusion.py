@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from .models.core import restore
+from .models.core import check_time, restore
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'Schedule', 'vp_schedule', 've_schedule', 'cosine_schedule', 'make_schedule', 'schedule_for',
@@ -135,10 +135,6 @@ def _randn(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
     dev = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
 
-def _check_t_batch(t, n: int):
-    if isinstance(t, Tensor) and t.ndim == 1 and t.shape[0] != n:
-        raise ValueError(f"t: a tensor of timesteps must have shape ({n},), got {tuple(t.shape)}")
-
 def pretrain_loss(net: nn.Module,                 # residual network, called as net(x_t, t)
                   x0: Tensor,                     # clean batch (B, C, H, W)
                   schedule: Schedule,
@@ -174,7 +170,7 @@ def rec_loss(net: nn.Module,          # residual network, called as net(y, t)
             ) -> tuple[Tensor, dict]:
     "GEF's `L_rec = |(y - net(y, t)) - x|_1 + fft_weight * mean|FFT(xhat) - FFT(x)|` (DESIGN.md 4)."
     if y.shape != x.shape: raise ValueError(f"y and x must have the same shape, got {tuple(y.shape)} and {tuple(x.shape)}")
-    _check_t_batch(t, y.shape[0])
+    check_time(t, y.shape[0])
     xhat = y - net(y, t)
     l1 = (xhat - x).abs().mean()
     logs = {'l1': l1.item()}

@@ -19,8 +19,8 @@ from .restormer import Restormer, XRestormer
 _all_ = ['TimeUNet', 'NAFNet', 'TimeFiLM', 'Restormer', 'XRestormer']
 
 # %% auto #0
-__all__ = ['ARCHS', 'build_model', 'count_params', 'restore', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet', 'TimeFiLM',
-           'Restormer', 'XRestormer']
+__all__ = ['ARCHS', 'build_model', 'count_params', 'check_time', 'restore', 'model_spec', 'check_spec', 'TimeUNet', 'NAFNet',
+           'TimeFiLM', 'Restormer', 'XRestormer']
 
 # %% ../../nbs/11b_models.ipynb #3c07c2ee
 ARCHS = dict(unet=TimeUNet, nafnet=NAFNet, restormer=Restormer, xrestormer=XRestormer)
@@ -57,8 +57,8 @@ def _net_device(net: nn.Module, y: Tensor) -> torch.device:
     if p is None: p = next(iter(net.buffers()), None)
     return y.device if p is None else p.device
 
-def _check_time(t, n: int):
-    "Refuse a `t` that is not None, a number, a 0-d tensor or an (n,) tensor."
+def check_time(t, n: int):
+    "Refuse a `t` that is not None, a number, a 0-d tensor or an (n,) tensor (the check of every `net(y, t)` entry point)."
     if isinstance(t, bool) or (isinstance(t, Tensor) and t.dtype == torch.bool): raise TypeError("t must be a number or a tensor of numbers, not a bool")
     if isinstance(t, Tensor):
         if t.ndim and tuple(t.shape) != (n,): raise ValueError(f"t: a tensor of timesteps must have shape ({n},), got {tuple(t.shape)}")
@@ -84,7 +84,7 @@ def restore(net: nn.Module,          # residual network, called as `net(y, t)`
     n = len(y)
     if bs is not None and (isinstance(bs, bool) or not isinstance(bs, numbers.Integral) or bs < 1):
         raise ValueError(f"bs must be None or a positive int, got {bs!r}")
-    _check_time(t, n)
+    check_time(t, n)
     dev = _net_device(net, y) if device is None else torch.device(device)
     step = bs or max(n, 1)
     modes = None if grad else [(m, m.training) for m in net.modules()]
