@@ -15,8 +15,8 @@ from .metrics import psnr
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'SEV_WORDS', 'sweep_configs', 'input_psnr', 'paired', 'verdict', 'pm', 'per_image', 'ranked',
-           'sweep_rows', 'layer_reading', 'pkey', 'mix_reading', 'seed_stat', 'seed_gap', 'gap_sentence',
-           'setting_a_agreement', 'diffuir_reading']
+           'sweep_rows', 'layer_reading', 'pkey', 'mix_reading', 'seed_stat', 'seed_gap', 'gap_sentence', 'row_winners',
+           'scale_trend', 'scale_reading', 'setting_a_agreement', 'diffuir_reading']
 
 # %% ../nbs/03b_analysis.ipynb #380ccde8
 SEVERITIES = ('id', 'ood')   # the test severities of the single-task tables, in table order
@@ -171,6 +171,55 @@ def gap_sentence(res: dict, keys: Sequence[str], a: str, b: str, sev: str) -> tu
         sig = sum(v[0] > 2 * v[1] for v in g.values() if v[1] is not None)
         s += f" ({sig} of {len(ses)} by more than two standard errors over seeds)"
     return s + ' (' + ', '.join(f'{kk} {v[0]:+.2f}' for kk, v in g.items()) + ')', k, float(np.mean(d))
+
+# %% ../nbs/03b_analysis.ipynb #54b02a07
+def row_winners(res: dict,             # {task key: {row: {severity: {metric: seed_stat}}}}
+                keys: Sequence[str],   # the task keys, in table order
+                rows: Sequence[str],   # the competing rows
+                sev: str,              # the severity
+                metric: str = 'psnr',
+                ) -> dict[str, dict]:
+    "Per task: {winner, runner_up, lead, se, separated}: the best row by mean, its lead over the next and that lead's standard error."
+    out = {}
+    for k in keys:
+        order = sorted(rows, key=lambda r: -res[k][r][sev][metric]['mean'])
+        lead, se = seed_gap(res, [k], order[0], order[1], sev, metric)[k]
+        out[k] = dict(winner=order[0], runner_up=order[1], lead=lead, se=se, separated=se is not None and lead > 2 * se)
+    return out
+
+# %% ../nbs/03b_analysis.ipynb #0acbfece
+def _se(a: dict, b: dict) -> float | None:
+    "Standard error of the difference of two independent seed means (None with one seed)."
+    return float(np.sqrt(a['std'] ** 2 / a['n'] + b['std'] ** 2 / b['n'])) if min(a['n'], b['n']) > 1 else None
+
+def scale_trend(points: Sequence[tuple[float, dict]],   # (axis value, seed_stat of the gain) in axis order
+               ) -> dict:
+    "{first, last, change, se, trend, positive_at}: how the gain moves from the first to the last point, and where it is > 0 beyond 2 se."
+    (x0, a), (x1, b) = points[0], points[-1]
+    change, se = b['mean'] - a['mean'], _se(a, b)
+    trend = None if se is None else 'up' if change > 2 * se else 'down' if change < -2 * se else 'flat'
+    pos = [x for x, g in points if g['n'] > 1 and g['mean'] > 2 * g['std'] / np.sqrt(g['n'])]
+    return dict(first=x0, last=x1, change=float(change), se=se, trend=trend, positive_at=pos)
+
+def scale_reading(axis: str,                                   # the axis's name, as the sentence says it
+                  curves: dict[str, Sequence[tuple[float, dict]]],   # {task: [(axis value, seed_stat of the gain)]}
+                  ) -> str:
+    "One sentence per task on how the out-of-distribution gain moves along `axis` (see `scale_trend`)."
+    out = []
+    for task, pts in curves.items():
+        if len(pts) < 2:
+            out.append(f"{task}: one point on this axis, no trend"); continue
+        r = scale_trend(pts)
+        (x0, a), (x1, b) = pts[0], pts[-1]
+        s = f"{task}: {a['mean']:+.2f} ± {a['std']:.2f} dB at {x0:g} -> {b['mean']:+.2f} ± {b['std']:.2f} dB at {x1:g}"
+        if r['trend'] is None: s += ' (one seed: no trend is claimed)'
+        else:
+            s += (f", change {r['change']:+.2f} ± {r['se']:.2f}: "
+                  + {'up': 'up', 'down': 'down', 'flat': 'flat within the seed spread'}[r['trend']])
+            s += (f"; positive beyond two standard errors at {', '.join(f'{x:g}' for x in r['positive_at'])}" if r['positive_at']
+                  else '; positive beyond two standard errors at no point')
+        out.append(s)
+    return f"Along {axis}: " + '; '.join(out) + '.'
 
 # %% ../nbs/03b_analysis.ipynb #c5e306f1
 def setting_a_agreement(res: dict,                 # Setting A's results: {task key: {row: {severity: {metric: seed_stat}}}}

@@ -16,15 +16,15 @@ from .launch import run_job
 # %% auto #0
 __all__ = ['TRAIN_KEYS', 'DIFFUSION_KEYS', 'PRETRAIN_KEYS', 'PLAIN_KEYS', 'GEF_KEYS', 'FINETUNE_KEYS', 'ROWS', 'PAPER_REG',
            'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS', 'REAL_SETS', 'key_of',
-           'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_model', 'unified', 'unify_steps',
-           'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
+           'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_skip', 'table_rows', 'row_model',
+           'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
 TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', 'width', 'enc_blocks', 'middle_blocks',
               'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'mixed_precision')
 DIFFUSION_KEYS = ('T', 'schedule', 've_smax', 'w_eps')
-PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps', 'pretrain_data')
-PLAIN_KEYS = TRAIN_KEYS + ('fft_weight',)
+PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps', 'pretrain_data', 'corpus_size')
+PLAIN_KEYS = TRAIN_KEYS + ('fft_weight', 'pair_corpus')
 GEF_KEYS = ('finetune_steps', 'finetune_lr', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
             'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers', 'k_shallow',
             'layer_decay', 'decay_a')
@@ -37,6 +37,10 @@ def key_of(cfg: Preset, keys, **extra) -> str:
     return hashlib.sha256(json.dumps({**d, **extra, '_src': source_hash()}, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
+
+def _pairs_corpus(cfg: Preset):
+    "The corpus a plain run synthesises pairs from (`pair_corpus`), for its key; None when it uses the training photos only."
+    return [cfg.pretrain_data, cfg.corpus_size] if cfg.pair_corpus else None
 
 def pretrained(cfg: Preset, root: str | Path, data: str = 'builtin', log=progress) -> Path:
     "The pre-trained `model/` folder for `cfg` under `root` (trained, or resumed, if missing)."
@@ -67,7 +71,7 @@ def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre:
     seed = cfg.seeds[0] if seed is None else seed
     steps = steps or cfg.finetune_steps
     kind = 'plain' if plain else 'ft'
-    if plain: key = key_of(cfg, PLAIN_KEYS, data=data, task=task, seed=seed, steps=steps, kind=kind)
+    if plain: key = key_of(cfg, PLAIN_KEYS, data=data, task=task, seed=seed, steps=steps, kind=kind, corpus=_pairs_corpus(cfg))
     else: key = key_of(cfg, FINETUNE_KEYS, data=data, task=task, t=t_star, seed=seed, steps=steps, kind=kind, pre=str(pre))
     run = Path(root) / f'{kind}-{task}-{key}'
     if not _done(run):
@@ -78,11 +82,12 @@ def finetuned(cfg: Preset, root: str | Path, task: str, t_star: int | None, pre:
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #d620b055
-ROWS = ('plain', 'plain_long', 'no_tmgp', 'no_gef', 'no_reg', 'no_orth', 'full', 'full_paper')
+ROWS = ('plain', 'plain_long', 'plain_clean', 'no_tmgp', 'no_gef', 'no_reg', 'no_orth', 'full', 'full_paper')
 PAPER_REG = dict(lam_reg=0.2, reg_norm='none', reg_when='every', reg_apply='grad')   # the paper's L_reg: lambda 0.2, summed, every step
 ROW_OVERRIDES = {
     'plain': {},                 # plain=True: no time input, random init, L_rec only, cfg.finetune_steps
     'plain_long': {},            # plain=True, cfg.pretrain_steps + cfg.finetune_steps steps (the compute of pre-training + fine-tuning)
+    'plain_clean': {'pair_corpus': True},   # plain_long's steps on pairs synthesised from the training photos and the clean corpus
     'no_tmgp': {'tmgp': False},  # random init, time prompt t* kept, GEF off ("w/o TMGP")
     'no_gef': {'gef': False},    # pre-trained init, L_rec only ("w/o GEF")
     'no_reg': {'reg': False},    # GEF without the importance regularisation L_reg
@@ -90,16 +95,27 @@ ROW_OVERRIDES = {
     'full': {},                  # the settings given (Setting A passes the validation-selected ones: dtir.select)
     'full_paper': PAPER_REG,     # the paper's regulariser on the settings given (Setting A passes the preset as is)
 }
-PLAIN_ROWS = ('plain', 'plain_long')
-SEEDED_ROWS = ('plain', 'plain_long', 'full', 'full_paper')
+PLAIN_ROWS = ('plain', 'plain_long', 'plain_clean')
+SEEDED_ROWS = ('plain', 'plain_long', 'plain_clean', 'full', 'full_paper')
 
 def row_steps(cfg: Preset, row: str) -> int:
     "Training steps of a row."
-    return cfg.pretrain_steps + cfg.finetune_steps if row == 'plain_long' else cfg.finetune_steps
+    return cfg.pretrain_steps + cfg.finetune_steps if row in ('plain_long', 'plain_clean') else cfg.finetune_steps
 
 def row_seeds(cfg: Preset, row: str) -> list[int]:
-    "Seeds of a row: every seed for plain, plain_long, full and full_paper; the first for the ablations."
+    "Seeds of a row: every seed for plain, plain_long, plain_clean, full and full_paper; the first for the ablations."
     return list(cfg.seeds) if row in SEEDED_ROWS else [cfg.seeds[0]]
+
+def row_skip(cfg: Preset, row: str) -> str | None:
+    "Why `row` is left out of the tables under `cfg` (None: it is trained): `plain_clean` needs a clean corpus."
+    if row != 'plain_clean': return None
+    from dtir.batches import corpus_images
+    ims, what = corpus_images(cfg.pretrain_data, cfg.corpus_size)
+    return None if ims else f'`plain_clean` left out: there is no clean corpus to add ({what}), so it would be `plain_long`'
+
+def table_rows(cfg: Preset) -> list[str]:
+    "The rows of `ROWS` that `cfg` trains (`row_skip`)."
+    return [r for r in ROWS if row_skip(cfg, r) is None]
 
 def row_model(cfg: Preset, root: str | Path, row: str, task: str, t_star: int | None, pre, data: str = 'builtin',
               seed: int | None = None, log=progress) -> Path:
@@ -119,7 +135,7 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
     kind = 'unified-plain' if plain else 'unified-ours'
     tasks_key = list(t_stars) if plain else [[k, int(v)] for k, v in t_stars.items()]
     keys = PLAIN_KEYS if plain else FINETUNE_KEYS
-    run = Path(root) / f"{kind}-{key_of(cfg, keys, data=data, tasks=tasks_key, seed=seed, steps=steps, kind=kind, pre=None if plain else str(pre))}"
+    run = Path(root) / f"{kind}-{key_of(cfg, keys, data=data, tasks=tasks_key, seed=seed, steps=steps, kind=kind, pre=None if plain else str(pre), corpus=_pairs_corpus(cfg) if plain else None)}"
     if not _done(run):
         if log: log(f'{kind} on {len(t_stars)} tasks (seed {seed}, {steps} steps) -> {run.name}')
         resume = (run / 'ckpt' / 'meta.json').exists()

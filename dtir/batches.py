@@ -6,6 +6,7 @@ Docs: https://dtir.github.io/dtir/batches.html.md"""
 
 # %% ../nbs/13a_batches.ipynb #05ba5ef0
 from __future__ import annotations
+import functools
 from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np, torch
@@ -15,7 +16,8 @@ from .models.core import restore
 
 # %% auto #0
 __all__ = ['CORPORA', 'full_train_images', 'clean_train_images', 'clean_batches', 'corpus_images', 'task_batches',
-           'PairedPatchSampler', 'paired_batches', 'multi_paired_batches', 'eval_set', 'predict', 'val_set', 'splits']
+           'with_gen_images', 'PairedPatchSampler', 'paired_batches', 'multi_paired_batches', 'eval_set', 'predict',
+           'val_set', 'splits']
 
 # %% ../nbs/13a_batches.ipynb #37e25560
 def full_train_images(data: str = 'builtin') -> list[tuple[str, np.ndarray]]:
@@ -40,7 +42,7 @@ def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None,
                  ) -> Callable[[int], dict]:
     "`step -> {'x': (B,3,P,P)}`: clean patches of the training split, a deterministic function of (seed, step)."
     from dtir.data.builtin import PatchSampler
-    ims = clean_train_images(data, cfg.val_size) + (corpus_images(cfg.pretrain_data)[0] if corpus else [])
+    ims = clean_train_images(data, cfg.val_size) + (corpus_images(cfg.pretrain_data, cfg.corpus_size)[0] if corpus else [])
     s = PatchSampler(ims, cfg.patch, cfg.batch, augment=cfg.augment, seed=cfg.seed if seed is None else seed)
     return lambda step: {'x': s.batch_at(step)}
 
@@ -48,10 +50,11 @@ def clean_batches(cfg: Preset, data: str = 'builtin', seed: int | None = None,
 CORPORA = {'bsds500': 'bsds500_test200'}   # pretrain_data names -> clean sets of the data registry (training only)
 
 def corpus_images(name: str,               # builtin | a key of CORPORA | a folder of clean images
+                  size: int = 0,           # the first `size` images by file name (`corpus_size`); 0: all
                  ) -> tuple[list[tuple[str, np.ndarray]], str]:
     "(images, what was used): the clean pre-training corpus beyond the training photos; none for builtin or a set not found."
+    if size < 0: raise ValueError(f"corpus_size must be >= 0 (got {size})")
     if name == 'builtin': return [], 'pre-training corpus: the built-in training photos only (pretrain_data=builtin)'
-    from dtir.data.io import read_image
     from dtir.data.paired import list_images
     if name in CORPORA:
         from dtir.data.registry import locate
@@ -63,10 +66,20 @@ def corpus_images(name: str,               # builtin | a key of CORPORA | a fold
     else:
         root = Path(name)
         if not root.is_dir(): raise FileNotFoundError(f"pretrain_data {name}: folder not found")
-    files = list_images(root / 'target' if (root / 'target').is_dir() else root)
+    files = sorted(list_images(root / 'target' if (root / 'target').is_dir() else root), key=lambda p: p.name)
     if not files: raise FileNotFoundError(f"pretrain_data {name}: no images in {root}")
-    ims = [(f'{root.name}/{p.name}', read_image(p)) for p in files]
-    return ims, f'pre-training corpus: the training photos and {len(ims)} clean images of {root.name} ({root})'
+    if size > len(files): raise ValueError(f"corpus_size={size} but pretrain_data {name} has {len(files)} images ({root})")
+    files = files[:size] if size else files
+    ims = [(f'{root.name}/{p.name}', _read_cached(str(p), p.stat().st_mtime_ns, p.stat().st_size)) for p in files]
+    return ims, (f'pre-training corpus: the training photos and {len(ims)} clean images of {root.name} ({root})'
+                 + (f', the first {size} by file name (corpus_size={size})' if size else ''))
+
+@functools.lru_cache(maxsize=512)
+def _read_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    "A corpus image read once per process and file version (pre-training, importance and the mixed batches all sample it); read-only."
+    from dtir.data.io import read_image
+    a = read_image(path); a.setflags(write=False)
+    return a
 
 # %% ../nbs/13a_batches.ipynb #f22d684c
 def _t_tensor(ts: list, device='cpu'):
@@ -82,10 +95,12 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
     seed = cfg.seed if seed is None else seed
     names = list(tasks)
     if data != 'builtin':
+        if cfg.pair_corpus: raise ValueError(f"pair_corpus synthesises pairs from clean images; --data {data} holds real pairs (use data=builtin)")
         if len(names) > 1: return multi_paired_batches(cfg, data, tasks, seed=seed)
         return paired_batches(cfg, data, t=tasks[names[0]], seed=seed)
     from dtir.data.builtin import PatchSampler
-    s = PatchSampler(clean_train_images(data, cfg.val_size), cfg.patch, cfg.batch, augment=cfg.augment, seed=seed)
+    ims = clean_train_images(data, cfg.val_size) + (corpus_images(cfg.pretrain_data, cfg.corpus_size)[0] if cfg.pair_corpus else [])
+    s = PatchSampler(ims, cfg.patch, cfg.batch, augment=cfg.augment, seed=seed)
     def fn(step: int) -> dict:
         x = s.batch_at(step)
         if len(names) == 1: which = [names[0]] * x.shape[0]
@@ -97,6 +112,18 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
             idx = [i for i, w in enumerate(which) if w == tname]
             y[idx] = degrade(x[idx], tname, severity, seed=step_seed(seed, step, 'deg-' + tname))
         return {'y': y, 'x': x, 't': _t_tensor([tasks[w] for w in which]), 'task': which}
+    return fn
+
+# %% ../nbs/13a_batches.ipynb #cd88d049
+def with_gen_images(batch_fn: Callable[[int], dict],   # the paired batches
+                    gen_fn: Callable[[int], dict],     # clean batches (`clean_batches(..., corpus=True)`)
+                   ) -> Callable[[int], dict]:
+    "`step -> batch` with `gen_x`: the clean images of the mixed generative batch of that step (the same shape as `x`)."
+    def fn(step: int) -> dict:
+        b = batch_fn(step)
+        g = gen_fn(step)['x']
+        if g.shape != b['x'].shape: raise ValueError(f"with_gen_images: generative batch {tuple(g.shape)} and paired batch {tuple(b['x'].shape)} differ")
+        return {**b, 'gen_x': g}
     return fn
 
 # %% ../nbs/13a_batches.ipynb #c00db64a

@@ -28,6 +28,8 @@ class Preset:
     # data
     data: str = 'builtin'               # builtin or a paired-folder root
     pretrain_data: str = 'builtin'      # the pre-training corpus beside the training photos: builtin (none) | bsds500 | a folder of clean images
+    corpus_size: int = 0                # images of that corpus used (the first by name); 0: all
+    pair_corpus: bool = False           # also synthesise training pairs from the corpus (the `plain_clean` row: "just more images")
     patch: int = 64                     # training patch size (px)
     batch: int = 8
     augment: bool = True                # flips and 90-degree rotations of training patches
@@ -100,6 +102,11 @@ class Preset:
     # analyses
     mix_ratios: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.5)
     tsne_per_task: int = 16
+    # the scale ladder (analyses/10_scale): one axis at a time, the others at the preset's values
+    scale_tasks: tuple[str, ...] = ('rain', 'haze')
+    scale_pretrain_steps: tuple[int, ...] = (500, 1500, 5000)
+    scale_corpus: tuple[str, ...] = ('builtin', 'bsds500:45', 'bsds500')   # pretrain_data[:corpus_size]
+    scale_widths: tuple[int, ...] = (16, 32)
 
 # %% ../nbs/00_config.ipynb #28f9a86c
 _TRUE, _FALSE = {'1', 'true', 'yes', 'on'}, {'0', 'false', 'no', 'off'}
@@ -166,7 +173,7 @@ def validate(p: Preset) -> Preset:
     for k in ('patch', 'batch', 'width', 'grad_accum', 'pretrain_steps', 'finetune_steps', 'stage_steps', 'estimator_steps',
               'log_every', 'ckpt_every', 'importance_batches', 'match_images', 'match_stride', 'val_size', 'n_val', 'tsne_per_task'):
         if getattr(p, k) < 1: bad(k, 'must be >= 1')
-    for k in ('eval_size', 'n_eval', 'warmup', 'select_steps'):
+    for k in ('eval_size', 'n_eval', 'warmup', 'select_steps', 'corpus_size'):
         if getattr(p, k) < 0: bad(k, 'must be >= 0')
     for k in ('lam_reg', 'alpha_orth', 'w_eps', 'fft_weight', 'orth_gamma', 'decay_a', 'weight_decay', 'grad_clip'):
         v = getattr(p, k)
@@ -178,6 +185,10 @@ def validate(p: Preset) -> Preset:
     if len(p.betas) != 2 or not all(0 <= b < 1 for b in p.betas): bad('betas', 'must be two numbers in [0, 1)')
     if not p.seeds: bad('seeds', 'must name at least one seed')
     if not all(0 <= r <= 1 for r in p.mix_ratios): bad('mix_ratios', 'must lie in [0, 1]')
+    for k in ('scale_pretrain_steps', 'scale_widths'):
+        if not all(v >= 1 for v in getattr(p, k)): bad(k, 'must be >= 1')
+    for v in p.scale_corpus:
+        if v.count(':') > 1 or (':' in v and not v.split(':')[1].isdigit()): bad('scale_corpus', f"entries are pretrain_data or pretrain_data:N ({v!r})")
     if not all(fin(s) and s > 0 for s in p.noise_sigmas): bad('noise_sigmas', 'must be finite numbers > 0')
     if p.reg_norm not in ('none', 'mean'): bad('reg_norm', 'must be none or mean')
     if p.reg_when not in ('every', 'mixed'): bad('reg_when', 'must be every or mixed')

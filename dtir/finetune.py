@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from .config import Preset
 from .train import Trainer, RunSpec, step_generator
-from .batches import task_batches, clean_batches, eval_set, predict
+from .batches import task_batches, clean_batches, eval_set, predict, corpus_images, with_gen_images
 from .checkpoint import load_checkpoint, load_weights
 from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
 
 # %% auto #0
-__all__ = ['importance_for', 'gef_step_fn', 'check_t_star', 'finetune', 'write_stats', 'train_plain', 'model_prompt', 'evaluate']
+__all__ = ['importance_for', 'gef_step_fn', 'finetune_batches', 'check_t_star', 'finetune', 'write_stats', 'train_plain',
+           'model_prompt', 'evaluate']
 
 # %% ../nbs/21_finetune.ipynb #ea4b17c9
 def importance_for(cache: str | Path | None, net, cfg: Preset, data: str = 'builtin', log=None) -> dict[str, torch.Tensor]:
@@ -25,13 +26,13 @@ def importance_for(cache: str | Path | None, net, cfg: Preset, data: str = 'buil
     from dtir.diffusion import pretrain_loss, schedule_for
     path = None if cache is None else Path(cache) / f'importance-{cfg.importance}-{cfg.importance_batches}.safetensors'
     meta = dict(checkpoint=params_fingerprint(net), kind=cfg.importance, batches=cfg.importance_batches, data=data, w_eps=cfg.w_eps,
-                val_size=cfg.val_size)
+                val_size=cfg.val_size, pretrain_data=cfg.pretrain_data, corpus_size=cfg.corpus_size)
     if path is not None and path.exists():
         try: return load_importance(path, expect_meta=meta)[0]
         except (ValueError, FileNotFoundError) as e:
             if log: log(f'recomputing importance: {e}')
     sch = schedule_for(cfg)
-    bf = clean_batches(cfg, data, seed=cfg.seed + 10_007)
+    bf = clean_batches(cfg, data, seed=cfg.seed + 10_007, corpus=True)   # the images pre-training sampled, its corpus included
     dev = next(net.parameters()).device
     def loss_fn(net, batch):
         return pretrain_loss(net, batch['x'].to(dev), sch, generator=step_generator(cfg.seed, batch['i'], 'importance'), w_eps=cfg.w_eps)[0]
@@ -62,7 +63,7 @@ def gef_step_fn(cfg: Preset, net, schedule, theta0: dict | None, omega: dict | N
         mixed = plan.mix and mix_iteration(step, cfg.p_mix, seed)
         L_gen = None
         if mixed:   # L_gen = L_pre, the loss pre-training optimised (its eps term included)
-            L_gen = pretrain_loss(net, x, schedule, t=batch['gen_t'], eps=batch['gen_eps'], w_eps=cfg.w_eps, reduce=not sample)[0]
+            L_gen = pretrain_loss(net, batch.get('gen_x', x), schedule, t=batch['gen_t'], eps=batch['gen_eps'], w_eps=cfg.w_eps, reduce=not sample)[0]
         t_mean = float(t.float().mean()) if t is not None else 1.0
         last.update(t=t_mean, mixed=mixed)
         logs = gef_backward(net, L_rec, L_gen, None, plan.gen, plan.gen_weights(t_mean), alpha=plan.alpha, orth=plan.orth_form,
@@ -80,6 +81,13 @@ def gef_step_fn(cfg: Preset, net, schedule, theta0: dict | None, omega: dict | N
     return step_fn
 
 # %% ../nbs/21_finetune.ipynb #62d218f4
+def finetune_batches(cfg: Preset, tasks: dict[str, int], data: str, seed: int):
+    "The batches of (GEF) fine-tuning: the task pairs, with `gen_t`/`gen_eps` (and `gen_x` when there is a clean corpus) for mixed steps."
+    bf = task_batches(cfg, tasks, data, seed=seed)
+    if corpus_images(cfg.pretrain_data, cfg.corpus_size)[0]:   # mixed batches draw from what pre-training saw (L_gen = L_pre)
+        bf = with_gen_images(bf, clean_batches(cfg, data, seed=seed + 20_011, corpus=True))
+    return with_diffusion_noise(bf, cfg.T, seed, prefix='gen_', purpose='gen')   # gen_x has x's shape: the same t and eps draws
+
 def check_t_star(t_star: int, T: int):
     "Reject a prompt outside 1..T."
     if not isinstance(t_star, int) or not 1 <= t_star <= T: raise ValueError(f"t* must be an integer in 1..{T}, got {t_star!r}")
@@ -127,7 +135,7 @@ def finetune(cfg: Preset,               # preset incl. GEF switches (gef, reg, o
     if cfg.tmgp: theta0 = snapshot_params(net)
     steps = steps or cfg.finetune_steps
     kind = 'finetune' if cfg.tmgp else 'scratch'
-    bf = with_diffusion_noise(task_batches(cfg, tasks, data, seed=seed), cfg.T, seed, prefix='gen_', purpose='gen')
+    bf = finetune_batches(cfg, tasks, data, seed)
     tr = Trainer(cfg, net, bf, gef_step_fn(cfg, net, sch, theta0, omega, seed),
                  RunSpec(kind, steps, seed, dict(tasks=tasks, data=data, parent=parent)), out,
                  meta=dict(model=spec, schedule=schedule_meta(cfg), t_star=tasks), progress=progress, overwrite=overwrite)

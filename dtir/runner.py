@@ -97,6 +97,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
 ]
 FULL_ONLY: list[tuple[str, str]] = [
     ('compound', 'analyses/09_compound.ipynb'),
+    ('scale', 'analyses/10_scale.ipynb'),
 ]
 
 def nbs_dir() -> Path:
@@ -433,6 +434,9 @@ RESULTS_KEYS: dict[str, str] = {
     'real_unified': 'setting_b: {set: {input|plain|blind|diffuir: {psnr, ssim[, psnr_y, ssim_y]}}}',
     'compound': 'compound (--all): {combo|avg: {row: {psnr, ssim, lpips[, psnr_y, ssim_y]}}}',
     'compound_meta': 'compound: combinations, weights, the fidelity curve',
+    'scale': 'scale (--all): {pretrain_steps|corpus|width: {value: {task: {gain, full, plain[, plain_clean, gain_clean]: {mean, std, n}, '
+             'id: {the same in distribution}, t_star}}}} (PSNR dB RGB crop 0, out of distribution; gain = full - plain_long per seed)',
+    'scale_meta': 'scale: axes, x values, seeds, the selection used, trends per axis and task, runs',
 }
 
 def undocumented_keys(results: dict) -> list[str]:

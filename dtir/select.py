@@ -156,7 +156,7 @@ SELECTION_KEYS = ('data', 'patch', 'batch', 'augment', 'val_size', 'n_val', 'arc
                   'schedule', 've_smax', 'w_eps', 'pretrain_steps', 'finetune_steps', 'select_steps', 'match_images',
                   'match_stride', 'match_mode', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
                   'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers',
-                  'k_shallow', 'layer_decay', 'decay_a', 'fft_weight', 'finetune_lr')   # what a selection depends on (a committed file is checked on them)
+                  'k_shallow', 'layer_decay', 'decay_a', 'fft_weight', 'finetune_lr', 'pretrain_data', 'corpus_size')   # what a selection depends on (a committed file is checked on them)
 
 def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str = 'builtin', log=progress) -> dict:
     "{task: {'full': .., 'plain': ..}}: the search run here (`select_source='run'`) or read from the committed file `select_source`."
@@ -171,10 +171,10 @@ def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str =
     path = Path(cfg.select_source) if Path(cfg.select_source).is_absolute() else repo_root() / cfg.select_source
     if not path.exists(): raise FileNotFoundError(f"select_source {path}: file not found (write it with `dtir select`, or set select_source=run)")
     rec = json.loads(path.read_text())
-    pv, now = rec['preset_values'], preset_dict(cfg)
-    diff = [k for k in SELECTION_KEYS if json.dumps(pv.get(k)) != json.dumps(now[k])]
+    pv, now, dflt = rec['preset_values'], preset_dict(cfg), preset_dict(Preset())
+    diff = [k for k in SELECTION_KEYS if json.dumps(pv.get(k, dflt[k])) != json.dumps(now[k])]   # a key newer than the file: its default then
     if diff:
-        what = ', '.join(f'{k}: {pv.get(k)!r} vs {now[k]!r}' for k in diff[:4])
+        what = ', '.join(f'{k}: {pv.get(k, dflt[k])!r} vs {now[k]!r}' for k in diff[:4])
         raise ValueError(f"{path} was selected under other settings ({what}); rerun `dtir select` or set select_source=run")
     if rec['grid'] != grid_name: raise ValueError(f"{path} used grid '{rec['grid']}', this run asks for '{grid_name}'")
     if json.dumps(rec.get('grid_values')) != json.dumps(grid) or rec.get('lr_grid') != LR_GRID_RULE:

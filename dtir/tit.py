@@ -11,10 +11,9 @@ from pathlib import Path
 import torch
 from .config import Preset, TASKS
 from .train import Trainer, RunSpec
-from .batches import task_batches
 from .checkpoint import load_checkpoint, load_weights, atomic_path
-from .pretrain import new_model, load_model, check_compatible, schedule_meta, with_diffusion_noise
-from .finetune import importance_for, gef_step_fn, check_t_star
+from .pretrain import new_model, load_model, check_compatible, schedule_meta
+from .finetune import importance_for, gef_step_fn, check_t_star, finetune_batches
 from .unify import router_table
 
 
@@ -128,7 +127,7 @@ def _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, 
                 omega = importance_for(run, net, cfg, data, log)
                 theta0 = snapshot_params(net)
             s = seed + 7919 * k
-            bf = with_diffusion_noise(task_batches(cfg, prompts, data, seed=s), cfg.T, s, prefix='gen_', purpose='gen')
+            bf = finetune_batches(cfg, prompts, data, s)
             Trainer(cfg, net, bf, gef_step_fn(cfg, net, sch, theta0, omega, s),
                     RunSpec('unify', steps, seed, dict(stage=k + 1, stages=len(stages), tasks=prompts, data=data, tit=tit,
                                                        moe=moe, parent=str(prev or pre))),

@@ -74,8 +74,11 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
     for sch in ('vp', 've'): need(f'noise.{sch}')
     for m in ('plain', 'ours'): need(f'tsne.{m}.silhouette')
     keys = {'haze': 'dehaze', 'rain': 'derain', 'snow': 'desnow', 'lowlight': 'lowlight'}
+    meta_a = res.get('setting_a_meta', {})
+    rows_a = [r for r in ROWS if r != 'plain_clean' or 'plain_clean' in meta_a.get('rows', [])]   # plain_clean: only with a corpus
+    if 'plain_clean' not in rows_a: need('setting_a_meta.skipped_rows.plain_clean')             # ... and else the reason is recorded
     for t in cfg.setting_a_tasks:
-        for r in ROWS + DIFFUIR_ROWS:
+        for r in rows_a + list(DIFFUIR_ROWS):
             for s in ('id', 'ood'):
                 for m in ('psnr', 'ssim', 'lpips'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
                 if t == 'rain':
@@ -110,6 +113,13 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
             for r in rows:
                 for m in ('psnr', 'ssim', 'lpips'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
         need('compound_meta.fidelity_curve')
+        corpus_pts = list(res.get('scale_meta', {}).get('axes', {}).get('corpus', {})) or [cfg.scale_corpus[0]]
+        for axis, vals in (('pretrain_steps', [str(v) for v in cfg.scale_pretrain_steps]), ('width', [str(v) for v in cfg.scale_widths]),
+                           ('corpus', corpus_pts)):
+            for v in vals:
+                for t in cfg.scale_tasks:
+                    for q in ('gain', 'full', 'plain'): need(f'scale.{axis}.{v}.{keys[t]}.{q}.mean', 'scale', axis, v, keys[t], q, 'mean')
+        for axis in ('pretrain_steps', 'corpus', 'width'): need(f'scale_meta.trend.{axis}')
         for c in [c for c in COMBOS if 'rain' in c.split('+') or 'raindrop' in c.split('+')]:
             for r in rows:
                 for m in ('psnr_y', 'ssim_y'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
