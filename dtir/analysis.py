@@ -172,7 +172,7 @@ def gap_sentence(res: dict, keys: Sequence[str], a: str, b: str, sev: str) -> tu
         s += f" ({sig} of {len(ses)} by more than two standard errors over seeds)"
     return s + ' (' + ', '.join(f'{kk} {v[0]:+.2f}' for kk, v in g.items()) + ')', k, float(np.mean(d))
 
-# %% ../nbs/03b_analysis.ipynb #54b02a07
+# %% ../nbs/03b_analysis.ipynb #a437a990
 def row_winners(res: dict,             # {task key: {row: {severity: {metric: seed_stat}}}}
                 keys: Sequence[str],   # the task keys, in table order
                 rows: Sequence[str],   # the competing rows
@@ -187,7 +187,7 @@ def row_winners(res: dict,             # {task key: {row: {severity: {metric: se
         out[k] = dict(winner=order[0], runner_up=order[1], lead=lead, se=se, separated=se is not None and lead > 2 * se)
     return out
 
-# %% ../nbs/03b_analysis.ipynb #0acbfece
+# %% ../nbs/03b_analysis.ipynb #ef209eff
 def _se(a: dict, b: dict) -> float | None:
     "Standard error of the difference of two independent seed means (None with one seed)."
     return float(np.sqrt(a['std'] ** 2 / a['n'] + b['std'] ** 2 / b['n'])) if min(a['n'], b['n']) > 1 else None

@@ -114,7 +114,7 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
         return {'y': y, 'x': x, 't': _t_tensor([tasks[w] for w in which]), 'task': which}
     return fn
 
-# %% ../nbs/13a_batches.ipynb #cd88d049
+# %% ../nbs/13a_batches.ipynb #d5e211e5
 def with_gen_images(batch_fn: Callable[[int], dict],   # the paired batches
                     gen_fn: Callable[[int], dict],     # clean batches (`clean_batches(..., corpus=True)`)
                    ) -> Callable[[int], dict]:
