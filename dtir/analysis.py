@@ -144,6 +144,10 @@ def seed_stat(vals: Sequence) -> dict | str:
     return dict(mean=float(a.mean()), std=float(a.std(ddof=1)) if len(a) > 1 else 0.0, n=len(a))
 
 # %% ../nbs/03b_analysis.ipynb #15ad2928
+def _se(a: dict, b: dict) -> float | None:
+    "Standard error of the difference of two independent seed means (None with one seed)."
+    return float(np.sqrt(a['std'] ** 2 / a['n'] + b['std'] ** 2 / b['n'])) if min(a['n'], b['n']) > 1 else None
+
 def seed_gap(res: dict,             # {task key: {row: {severity: {metric: seed_stat}}}}
              keys: Sequence[str],   # the task keys, in table order
              a: str, b: str,        # the two rows
@@ -154,8 +158,7 @@ def seed_gap(res: dict,             # {task key: {row: {severity: {metric: seed_
     out = {}
     for k in keys:
         A, B = res[k][a][sev][metric], res[k][b][sev][metric]
-        se = float(np.sqrt(A['std'] ** 2 / A['n'] + B['std'] ** 2 / B['n'])) if min(A['n'], B['n']) > 1 else None
-        out[k] = (A['mean'] - B['mean'], se)
+        out[k] = (A['mean'] - B['mean'], _se(A, B))
     return out
 
 # %% ../nbs/03b_analysis.ipynb #cb32c955
@@ -188,10 +191,6 @@ def row_winners(res: dict,             # {task key: {row: {severity: {metric: se
     return out
 
 # %% ../nbs/03b_analysis.ipynb #ef209eff
-def _se(a: dict, b: dict) -> float | None:
-    "Standard error of the difference of two independent seed means (None with one seed)."
-    return float(np.sqrt(a['std'] ** 2 / a['n'] + b['std'] ** 2 / b['n'])) if min(a['n'], b['n']) > 1 else None
-
 def scale_trend(points: Sequence[tuple[float, dict]],   # (axis value, seed_stat of the gain) in axis order
                ) -> dict:
     "{first, last, change, se, trend, positive_at}: how the gain moves from the first to the last point, and where it is > 0 beyond 2 se."

@@ -70,9 +70,14 @@ def corpus_images(name: str,               # builtin | a key of CORPORA | a fold
     if not files: raise FileNotFoundError(f"pretrain_data {name}: no images in {root}")
     if size > len(files): raise ValueError(f"corpus_size={size} but pretrain_data {name} has {len(files)} images ({root})")
     files = files[:size] if size else files
-    ims = [(f'{root.name}/{p.name}', _read_cached(str(p), p.stat().st_mtime_ns, p.stat().st_size)) for p in files]
+    ims = [(f'{root.name}/{p.name}', _read_cached(str(p), *_version(p))) for p in files]
     return ims, (f'pre-training corpus: the training photos and {len(ims)} clean images of {root.name} ({root})'
                  + (f', the first {size} by file name (corpus_size={size})' if size else ''))
+
+def _version(p: Path) -> tuple[int, int]:
+    "(mtime in ns, size) of a file: what tells one version of it from another."
+    st = p.stat()
+    return st.st_mtime_ns, st.st_size
 
 @functools.lru_cache(maxsize=512)
 def _read_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
