@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 from .config import Preset
 from .batches import eval_set
-from .metrics import psnr
+from .metrics import psnr, returns_input
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'SEV_WORDS', 'sweep_configs', 'input_psnr', 'paired', 'verdict', 'pm', 'per_image', 'ranked',
@@ -271,7 +271,7 @@ def diffuir_reading(res: dict,             # Setting A's results
                 parts.append(f"against `{ours}` {sev}: better on {len(won)} of {len(g)} tasks"
                              + (f" ({', '.join(won)})" if won else '') + f", mean {np.mean([v[0] for v in g.values()]):+.2f} dB")
         base.append(f"`{r}` ({z['params'] / 1e6:.3f} M parameters, width {z['width']}; ours {z['compared'] / 1e6:.3f} M): " + '; '.join(parts) + '.')
-    ident = [f'{k}/{r}' for (k, r), v in change.items() if v < 1e-4]
+    ident = [f'{k}/{r}' for (k, r), v in change.items() if returns_input(v)]
     base.append("Mean absolute change a DiffUIR model makes to its input (in-distribution test crops): "
                 + ', '.join(f'{k}/{r} {v:.2g}' for (k, r), v in change.items()) + '. '
                 + (f"**{', '.join(ident)} return their input unchanged** (a zero residual: L1 on a sparse residual sits at 0 until "

@@ -144,12 +144,12 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #ca044e41
-UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'moe', 'moe_experts')
+UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'tit_budget', 'tit_new_share', 'moe', 'moe_experts')
 
 def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
-    "Training steps of a unified TIT run (stage_steps per stage), which the compared rows also get."
-    from dtir.tit import tit_stages
-    return cfg.stage_steps * len(tit_stages(t_stars, True, cfg.tit_group))
+    "Training steps of a unified TIT run (its `stage_budget` plan), which the compared rows also get."
+    from dtir.tit import tit_stages, stage_budget
+    return sum(s for s, _ in stage_budget(cfg, tit_stages(t_stars, True, cfg.tit_group)))
 
 def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
                 seed: int | None = None, log=progress) -> Path:

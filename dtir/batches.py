@@ -15,7 +15,7 @@ from .train import step_seed, step_generator
 from .models.core import restore
 
 # %% auto #0
-__all__ = ['CORPORA', 'full_train_images', 'clean_train_images', 'clean_batches', 'corpus_images', 'task_batches',
+__all__ = ['CORPORA', 'full_train_images', 'clean_train_images', 'clean_batches', 'corpus_images', 'draw_tasks', 'task_batches',
            'with_gen_images', 'PairedPatchSampler', 'paired_batches', 'multi_paired_batches', 'eval_set', 'predict',
            'val_set', 'splits']
 
@@ -93,15 +93,26 @@ def _t_tensor(ts: list, device='cpu'):
         return None
     return torch.tensor(ts, dtype=torch.long, device=device)
 
+def draw_tasks(names: Sequence[str], n: int, g: torch.Generator, weights: dict[str, float] | None = None) -> list[str]:
+    "The task of each of `n` samples: uniform over `names`, or with probabilities proportional to `weights` (every name needs one)."
+    if weights is None: return [names[i] for i in torch.randint(len(names), (n,), generator=g).tolist()]
+    missing = [t for t in names if t not in weights]
+    if missing or any(not weights[t] >= 0 for t in names) or sum(weights[t] for t in names) <= 0:
+        raise ValueError(f"task weights must give every task ({', '.join(names)}) a weight >= 0, not all 0; got {weights}")
+    p = torch.tensor([float(weights[t]) for t in names], dtype=torch.float64)
+    return [names[i] for i in torch.multinomial(p, n, replacement=True, generator=g).tolist()]
+
 def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin', severity='id',
-                 seed: int | None = None) -> Callable[[int], dict]:
+                 seed: int | None = None,
+                 weights: dict[str, float] | None = None,   # per-task sampling weights (None: each sample's task uniform)
+                 ) -> Callable[[int], dict]:
     "`step -> {'y','x','t','task'}` for one or several tasks (each with its prompt t* or None)."
     from dtir.data.degrade import degrade
     seed = cfg.seed if seed is None else seed
     names = list(tasks)
     if data != 'builtin':
         if cfg.pair_corpus: raise ValueError(f"pair_corpus synthesises pairs from clean images; --data {data} holds real pairs (use data=builtin)")
-        if len(names) > 1: return multi_paired_batches(cfg, data, tasks, seed=seed)
+        if len(names) > 1: return multi_paired_batches(cfg, data, tasks, seed=seed, weights=weights)
         return paired_batches(cfg, data, t=tasks[names[0]], seed=seed)
     from dtir.data.builtin import PatchSampler
     ims = clean_train_images(data, cfg.val_size) + (corpus_images(cfg.pretrain_data, cfg.corpus_size)[0] if cfg.pair_corpus else [])
@@ -109,9 +120,7 @@ def task_batches(cfg: Preset, tasks: dict[str, int | None], data: str = 'builtin
     def fn(step: int) -> dict:
         x = s.batch_at(step)
         if len(names) == 1: which = [names[0]] * x.shape[0]
-        else:
-            g = step_generator(seed, step, 'task')
-            which = [names[i] for i in torch.randint(len(names), (x.shape[0],), generator=g).tolist()]
+        else: which = draw_tasks(names, x.shape[0], step_generator(seed, step, 'task'), weights)
         y = torch.empty_like(x)
         for tname in set(which):
             idx = [i for i, w in enumerate(which) if w == tname]
@@ -171,8 +180,8 @@ def paired_batches(cfg: Preset, root: str, t: int | None = None, layout: str = '
     return fn
 
 def multi_paired_batches(cfg: Preset, root: str, tasks: dict[str, int | None], layout: str = 'paired',
-                         seed: int | None = None) -> Callable[[int], dict]:
-    "`step -> {'y','x','t','task'}` over several tasks of `root/<task>/` paired folders, each sample's task drawn uniformly."
+                         seed: int | None = None, weights: dict[str, float] | None = None) -> Callable[[int], dict]:
+    "`step -> {'y','x','t','task'}` over several tasks of `root/<task>/` paired folders, each sample's task drawn by `draw_tasks`."
     from dtir.data.paired import PairedFolder
     seed = cfg.seed if seed is None else seed
     names = list(tasks)
@@ -185,8 +194,7 @@ def multi_paired_batches(cfg: Preset, root: str, tasks: dict[str, int | None], l
         samplers[t] = PairedPatchSampler(_split_pairs(items, cfg.val_size, 'train'), cfg.patch, 1, cfg.augment,
                                          seed, names=[str(it['lq_path']) for it in items])
     def fn(step: int) -> dict:
-        g = step_generator(seed, step, 'task')
-        which = [names[i] for i in torch.randint(len(names), (cfg.batch,), generator=g).tolist()]
+        which = draw_tasks(names, cfg.batch, step_generator(seed, step, 'task'), weights)
         ys, xs = zip(*(samplers[w].batch_at(step * cfg.batch + i) for i, w in enumerate(which)))
         return {'y': torch.cat(ys), 'x': torch.cat(xs), 't': _t_tensor([tasks[w] for w in which]), 'task': which}
     return fn

@@ -8,6 +8,7 @@ Docs: https://dtir.github.io/dtir/cli.html.md"""
 from __future__ import annotations
 import argparse, sys
 from pathlib import Path
+from .config import MATCH_MODES   # light: the CLI imports everything heavy lazily
 
 # %% auto #0
 __all__ = ['build_parser', 'main']
@@ -155,7 +156,7 @@ def _match_parser(sub):
     m.add_argument('--tasks', nargs='+', default=None)
     m.add_argument('--out', default=None, help='folder for match.json and the curves, merged with the tasks already there (default: write nothing)')
     m.add_argument('--overwrite', action='store_true', help='replace OUT/match.json instead of merging into it')
-    m.add_argument('--modes', nargs='+', default=['onestep', 'reverse'], choices=['onestep', 'reverse'])
+    m.add_argument('--modes', nargs='+', default=list(MATCH_MODES), choices=list(MATCH_MODES))
     m.set_defaults(func=_cmd_match)
 
 

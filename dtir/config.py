@@ -11,10 +11,12 @@ from dataclasses import dataclass, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TASKS', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset', 'preset_hash', 'preset_dict', 'source_hash']
+__all__ = ['TASKS', 'MATCH_MODES', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset', 'preset_hash', 'preset_dict',
+           'source_hash']
 
 # %% ../nbs/00_config.ipynb #d97b0fa4
 TASKS = ('blur', 'haze', 'jpeg', 'lowlight', 'noise', 'raindrop', 'rain', 'shadow', 'snow', 'inpaint')
+MATCH_MODES = ('onestep', 'reverse', 'residual')   # the ways `dtir.match` defines t* (`match_mode` picks one)
 
 @dataclass
 class Preset:
@@ -66,7 +68,7 @@ class Preset:
     ckpt_every: int = 250
     fft_weight: float = 0.0             # weight of the optional FFT term of L_rec
     # matching (Algorithm 2)
-    match_mode: str = 'onestep'         # onestep|reverse: which curve defines t*
+    match_mode: str = 'onestep'         # onestep|reverse|residual: which curve defines t*
     match_images: int = 12              # validation crops per degradation used by matching (of the n_val validation crops)
     match_stride: int = 1               # t grid stride of the (costly) reverse-mode curve; the one-step curve is dense
     noise_sigmas: tuple[float, ...] = (5, 10, 15, 25, 35, 50, 75)  # /255, noise-level analysis
@@ -94,6 +96,8 @@ class Preset:
     stage_steps: int = 150
     tit: bool = True                    # time-sequential incremental training (False: one stage on all tasks, same steps)
     tit_group: str = 'task'             # task: one new task per stage (ties in t* by TASKS order) | tstar: tasks sharing a t* enter together
+    tit_budget: str = 'samples'         # samples: stage lengths solved so every task gets stage_steps batches of samples (no-TIT's share) | stage: stage_steps per stage, tasks drawn uniformly
+    tit_new_share: float = 0.5          # tit_budget=samples: share of a stage's samples that go to the tasks new in it (the rest replays the earlier ones)
     moe: bool = True
     moe_experts: int = 10
     estimator_steps: int = 300
@@ -198,13 +202,15 @@ def validate(p: Preset) -> Preset:
     if p.importance not in ('abs', 'fisher'): bad('importance', 'must be abs or fisher')
     if p.orth_form not in ('batch', 'sample', 'project'): bad('orth_form', 'must be batch, sample or project')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
-    if p.match_mode not in ('onestep', 'reverse'): bad('match_mode', 'must be onestep or reverse')
+    if p.match_mode not in MATCH_MODES: bad('match_mode', f"must be one of {', '.join(MATCH_MODES)}")
     if p.mixed_precision not in ('no', 'bf16'):
         bad('mixed_precision', "must be no or bf16 (fp16 needs loss scaling, which GEF's own backward passes do not do)")
     if len(p.enc_blocks) != len(p.dec_blocks): bad('dec_blocks', f'must have as many levels as enc_blocks {p.enc_blocks}')
     if not 0 <= p.ema < 1: bad('ema', 'must lie in [0, 1)')
     if p.k_shallow < 0: bad('k_shallow', 'must be >= 0')
     if p.tit_group not in ('task', 'tstar'): bad('tit_group', 'must be task or tstar')
+    if p.tit_budget not in ('samples', 'stage'): bad('tit_budget', 'must be samples or stage')
+    if not (fin(p.tit_new_share) and 0 < p.tit_new_share <= 1): bad('tit_new_share', 'must lie in (0, 1]')
     if p.moe_experts < 1: bad('moe_experts', 'must be >= 1')
     for k in ('tasks', 'setting_a_tasks'):
         unknown = [t for t in getattr(p, k) if t not in TASKS]

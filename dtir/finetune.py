@@ -81,9 +81,9 @@ def gef_step_fn(cfg: Preset, net, schedule, theta0: dict | None, omega: dict | N
     return step_fn
 
 # %% ../nbs/21_finetune.ipynb #62d218f4
-def finetune_batches(cfg: Preset, tasks: dict[str, int], data: str, seed: int):
-    "The batches of (GEF) fine-tuning: the task pairs, with `gen_t`/`gen_eps` (and `gen_x` when there is a clean corpus) for mixed steps."
-    bf = task_batches(cfg, tasks, data, seed=seed)
+def finetune_batches(cfg: Preset, tasks: dict[str, int], data: str, seed: int, weights: dict[str, float] | None = None):
+    "The batches of (GEF) fine-tuning: the task pairs (task drawn by `weights`, default uniform), with `gen_t`/`gen_eps` (and `gen_x` when there is a clean corpus) for mixed steps."
+    bf = task_batches(cfg, tasks, data, seed=seed, weights=weights)
     if corpus_images(cfg.pretrain_data, cfg.corpus_size)[0]:   # mixed batches draw from what pre-training saw (L_gen = L_pre)
         bf = with_gen_images(bf, clean_batches(cfg, data, seed=seed + 20_011, corpus=True))
     return with_diffusion_noise(bf, cfg.T, seed, prefix='gen_', purpose='gen')   # gen_x has x's shape: the same t and eps draws
@@ -179,12 +179,12 @@ def model_prompt(meta: dict, task: str | None = None) -> int | None:
 def evaluate(ckpt: str | Path, cfg: Preset, task: str, severity: str = 'id', roots=(), lpips: bool = True,
              t: int | None = None) -> dict:
     "Score a checkpoint (ours, plain or DiffUIR) on the fixed evaluation set of `task` at `severity`."
-    from dtir.metrics import score
+    from dtir.metrics import score, input_change
     net, meta = load_model(ckpt)
     y, x, names = eval_set(cfg, task, severity, roots)
     tp = t if t is not None else model_prompt(meta, task)
     from dtir.diffuir import model_predict   # our models restore in one pass, DiffUIR models sample
     xh = model_predict(net, meta, y, tp)
     s = score(xh, x, lpips=lpips)
-    s.update(task=task, severity=severity, t=tp, images=names, checkpoint=str(ckpt))
+    s.update(task=task, severity=severity, t=tp, images=names, checkpoint=str(ckpt), change=input_change(xh, y))
     return s

@@ -10,15 +10,16 @@ import json
 from pathlib import Path
 from typing import Sequence
 import numpy as np, torch
-from .config import Preset
+import math
+from .config import Preset, MATCH_MODES
 from .batches import val_set, predict
 from .models.core import restore
 from .train import step_generator
 
 # %% auto #0
-__all__ = ['REFERENCE_TSTAR', 'onestep_curve', 'reverse_curve', 'argmax_t', 'match_pairs', 'match_tasks', 't_stars',
-           'spearman_vs_reference', 'noise_level_curve', 'is_monotone', 'plot_curves', 'match_request', 'merge_match',
-           'run_match', 'load_tstar']
+__all__ = ['REFERENCE_TSTAR', 'onestep_curve', 'reverse_curve', 'argmax_t', 'residual_level', 'residual_curve', 'match_pairs',
+           'match_tasks', 't_stars', 'distinct_tstars', 'spearman_vs_reference', 'noise_level_curve', 'is_monotone',
+           'plot_curves', 'match_request', 'merge_match', 'run_match', 'load_tstar']
 
 # %% ../nbs/15_match.ipynb #d999930c
 @torch.inference_mode()
@@ -43,10 +44,21 @@ def argmax_t(ts: Sequence[int], curve: Sequence[float]) -> int:
     "The t of the (first) maximum of `curve`."
     return int(ts[int(np.argmax(np.asarray(curve)))])
 
+def residual_level(y: torch.Tensor, x: torch.Tensor) -> float:
+    "RMS of the degradation residual `y - x`, pooled over every pixel of the pairs."
+    return float((y.double() - x.double()).pow(2).mean().sqrt())
+
+def residual_curve(schedule, y: torch.Tensor, x: torch.Tensor, ts: Sequence[int]) -> dict:
+    "Residual matching: per t, |log(s_t / a_t) - log rms(y - x)|; t* is the t of its (first) minimum. Needs no network."
+    rms = residual_level(y, x)
+    sig = schedule.effective_sigma().tolist()
+    dist = [abs(math.log(sig[t]) - math.log(max(rms, 1e-12))) for t in ts]
+    return dict(t=list(ts), sigma=[sig[t] for t in ts], rms=rms, distance=dist, t_star=int(ts[int(np.argmin(dist))]))
+
 # %% ../nbs/15_match.ipynb #ef900574
 REFERENCE_TSTAR = dict(noise=4, rain=8, jpeg=12, snow=15, inpaint=19, raindrop=22, shadow=27, lowlight=38, haze=47, blur=50)
 
-def match_pairs(net, schedule, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], modes=('onestep', 'reverse'),
+def match_pairs(net, schedule, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], modes=MATCH_MODES,
                 stride: int = 1, seed: int = 0, log=None) -> dict:
     "Curves and t* per task for given validation `pairs` {task: (y, x)}."
     T = schedule.T
@@ -61,12 +73,13 @@ def match_pairs(net, schedule, pairs: dict[str, tuple[torch.Tensor, torch.Tensor
         if 'reverse' in modes:
             c = reverse_curve(net, y, x, schedule, grid, seed)
             r['reverse'] = dict(t=grid, psnr=c, t_star=argmax_t(grid, c))
+        if 'residual' in modes: r['residual'] = residual_curve(schedule, y, x, dense)
         if log: log(f"  {task}: " + ', '.join(f"{m} t*={r[m]['t_star']}" for m in modes))
         res[task] = r
     return res
 
 def match_tasks(net, schedule, cfg: Preset, tasks: Sequence[str] | None = None, data: str = 'builtin',
-                modes=('onestep', 'reverse'), stride: int = 1, log=None) -> dict:
+                modes=MATCH_MODES, stride: int = 1, log=None) -> dict:
     "Timestep matching (Algorithm 2) on `match_images` validation pairs of each task (training photos' validation bands)."
     pairs = {}
     for task in tasks or cfg.tasks:
@@ -77,6 +90,10 @@ def match_tasks(net, schedule, cfg: Preset, tasks: Sequence[str] | None = None, 
 def t_stars(res: dict, mode: str = 'onestep') -> dict[str, int]:
     "The matched t* per task of one mode."
     return {k: v[mode]['t_star'] for k, v in res.items() if mode in v}
+
+def distinct_tstars(res: dict, modes: Sequence[str]) -> dict[str, int]:
+    "How many distinct t* values each mode gives over the tasks of `res` (the number of prompts the tasks can be told apart by)."
+    return {m: len(set(t_stars(res, m).values())) for m in modes}
 
 # %% ../nbs/15_match.ipynb #3ef9d700
 def spearman_vs_reference(ts: dict[str, int]) -> dict:
@@ -105,7 +122,7 @@ def is_monotone(vals: Sequence[float]) -> bool:
 
 # %% ../nbs/15_match.ipynb #9264c733
 def plot_curves(res: dict, mode: str = 'onestep', ncols: int = 5):
-    "PSNR(t) per task with t* marked (both modes when present)."
+    "PSNR(t) per task with t* marked (every mode present; residual as a dash-dot line)."
     import matplotlib.pyplot as plt
     tasks = list(res)
     nrows = (len(tasks) + ncols - 1) // ncols
@@ -116,13 +133,16 @@ def plot_curves(res: dict, mode: str = 'onestep', ncols: int = 5):
                 c = res[task][m]
                 ax.plot(c['t'], c['psnr'], st, label=f"{m} t*={c['t_star']}")
                 ax.axvline(c['t_star'], ls=':', color='k' if m == mode else 'gray', lw=0.8)
+        if 'residual' in res[task]:
+            ax.axvline(res[task]['residual']['t_star'], ls='-.', color='C3' if mode == 'residual' else 'gray', lw=0.8,
+                       label=f"residual t*={res[task]['residual']['t_star']}")
         ax.set_title(task + (f" (ref {REFERENCE_TSTAR[task]})" if task in REFERENCE_TSTAR else ''), fontsize=9)
         ax.set_xlabel('t', fontsize=8); ax.set_ylabel('PSNR', fontsize=8); ax.legend(fontsize=7); ax.tick_params(labelsize=7)
     for ax in list(axs.flat)[len(tasks):]: ax.axis('off')
     fig.tight_layout()
     return fig
 
-def match_request(cfg: Preset, data: str = 'builtin', modes=('onestep', 'reverse'), stride: int | None = None) -> dict:
+def match_request(cfg: Preset, data: str = 'builtin', modes=MATCH_MODES, stride: int | None = None) -> dict:
     "What defines a matching result besides the checkpoint and the task (two results merge only when these agree)."
     return dict(data=str(data), match_images=cfg.match_images, val_size=cfg.val_size, match_stride=stride or cfg.match_stride,
                 mode=cfg.match_mode, modes=list(modes))
@@ -131,7 +151,7 @@ def _summary(ckpt, meta: dict, request: dict, res: dict) -> dict:
     modes, mode = request['modes'], request['mode']
     return dict(checkpoint=str(ckpt), checkpoint_step=meta.get('step'), schedule=meta['schedule'], mode=mode, request=request,
                 t_star=t_stars(res, mode if mode in modes else modes[0]),
-                spearman={m: spearman_vs_reference(t_stars(res, m)) for m in modes}, tasks=res)
+                spearman={m: spearman_vs_reference(t_stars(res, m)) for m in modes}, distinct=distinct_tstars(res, modes), tasks=res)
 
 def merge_match(path: str | Path, new: dict, overwrite: bool = False) -> dict:
     "Write matching results `new` into `path` (a match.json), keeping the tasks it already holds; refuse a file of another checkpoint or request."
@@ -147,7 +167,8 @@ def merge_match(path: str | Path, new: dict, overwrite: bool = False) -> dict:
                                       f"{new.get(k)!r}); write elsewhere (--out) or pass --overwrite")
         tasks = {**old.get('tasks', {}), **new['tasks']}
         merged = dict(new, tasks=tasks, t_star={**old.get('t_star', {}), **new['t_star']},
-                      spearman={m: spearman_vs_reference(t_stars(tasks, m)) for m in new['request']['modes']})
+                      spearman={m: spearman_vs_reference(t_stars(tasks, m)) for m in new['request']['modes']},
+                      distinct=distinct_tstars(tasks, new['request']['modes']))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(merged, indent=1))
     return merged
@@ -157,7 +178,7 @@ def run_match(ckpt: str | Path,          # pre-trained model folder (model/ of `
               out: str | Path | None = None,  # folder for match.json and match_curves.png (None: write nothing)
               tasks: Sequence[str] | None = None,
               data: str = 'builtin',     # training data whose validation split is matched on
-              modes=('onestep', 'reverse'),
+              modes=MATCH_MODES,
               stride: int | None = None,
               overwrite: bool = False,   # replace an existing match.json instead of merging tasks into it
               log=print) -> dict:

@@ -15,8 +15,9 @@ from torch import Tensor
 import kornia
 
 # %% auto #0
-__all__ = ['RANGE_TOL', 'SSIM_WINDOW', 'DERAIN_TASKS', 'check_image', 'rgb_to_y', 'psnr', 'ssim', 'LPIPS', 'get_lpips',
-           'protocol', 'score', 'fmt', 'metric_header']
+__all__ = ['RANGE_TOL', 'SSIM_WINDOW', 'DERAIN_TASKS', 'IDENTITY_TOL', 'IDENTITY_MARK', 'IDENTITY_NOTE', 'check_image',
+           'rgb_to_y', 'psnr', 'ssim', 'LPIPS', 'get_lpips', 'protocol', 'score', 'fmt', 'metric_header',
+           'input_change', 'returns_input', 'flag_identity']
 
 # %% ../nbs/02_metrics.ipynb #0d320efc
 RANGE_TOL = 1e-5  # values in [-RANGE_TOL, 1 + RANGE_TOL] are clamped to [0, 1]; beyond that is an error
@@ -198,3 +199,23 @@ def metric_header(metric: str,            # 'PSNR', 'SSIM', ...
                  ) -> str:
     "A column header that states the protocol, e.g. 'PSNR (RGB, crop 0, no ensemble)'."
     return f"{metric} ({'Y' if y_channel else 'RGB'}, crop {crop_border}, no ensemble)"
+
+# %% ../nbs/02_metrics.ipynb #8dbd35d6
+IDENTITY_TOL = 0.1 / 255   # mean |output - input| below a tenth of an 8-bit level: the model returns its input
+IDENTITY_MARK = '†'        # the mark a table puts on a score of such a model
+
+def input_change(out: Tensor, inp: Tensor) -> float:
+    "Mean absolute change `|out - inp|` a model made to its input (both in [0, 1], same shape)."
+    if out.shape != inp.shape: raise ValueError(f"out: shape {tuple(out.shape)} differs from the input's {tuple(inp.shape)}")
+    return float((out.double() - inp.double()).abs().mean())
+
+def returns_input(change: float | None) -> bool:
+    "Does a mean change of `change` (from `input_change`) mean the model returned its input? None (not measured): False."
+    return change is not None and change < IDENTITY_TOL
+
+def flag_identity(text: str, change: float | None) -> str:
+    "`text` (a table cell) marked with `IDENTITY_MARK` when the model behind it returns its input."
+    return text + IDENTITY_MARK if returns_input(change) else text
+
+IDENTITY_NOTE = (f"{IDENTITY_MARK}: the model returns its input (mean |output - input| below 0.1 / 255 on these images); "
+                 "its score is the input's, not a restoration.")

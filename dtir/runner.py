@@ -430,6 +430,7 @@ RESULTS_KEYS: dict[str, str] = {
     'setting_b_y': 'setting_b: {row: {task: {psnr_y, ssim_y}}} for the derain tasks (rain, raindrop; all tasks with --y-channel)',
     'setting_b_estimator': 'setting_b: {accuracy {task: share}, overall, classes, matrix}',
     'setting_b_router': 'setting_b: MoE router weights per task',
+    'setting_b_diagnosis': 'setting_b: the task where oracle is furthest below plain, scored at other prompts {task, gap, prompt_sweep, best_prompt, samples, moe_scale_max}',
     'setting_b_meta': 'setting_b: t*, stages, steps, models, the paper\'s numbers, real-set meta, summary',
     'real_unified': 'setting_b: {set: {input|plain|blind|diffuir: {psnr, ssim[, psnr_y, ssim_y]}}}',
     'compound': 'compound (--all): {combo|avg: {row: {psnr, ssim, lpips[, psnr_y, ssim_y]}}}',

@@ -18,7 +18,7 @@ from .unify import router_table
 
 
 # %% auto #0
-__all__ = ['tit_order', 'tit_stages', 'copy_model', 'unify']
+__all__ = ['tit_order', 'tit_stages', 'stage_budget', 'stage_samples', 'copy_model', 'unify']
 
 # %% ../nbs/22_tit.ipynb #a722e6c8
 def tit_order(t_stars: dict[str, int]) -> list[str]:
@@ -38,6 +38,32 @@ def tit_stages(t_stars: dict[str, int], tit: bool = True, group: str = 'task') -
         return [[k for k in order if int(t_stars[k]) <= t] for t in ts]
     raise ValueError(f"tit_group must be 'task' or 'tstar', got {group!r}")
 
+
+# %% ../nbs/22_tit.ipynb #4bde4df0
+def stage_budget(cfg: Preset, stages: list[list[str]]) -> list[tuple[int, dict[str, float] | None]]:
+    "(steps, task weights or None for uniform) of each TIT stage under `cfg.tit_budget` (see above)."
+    import math
+    if cfg.tit_budget == 'stage': return [(cfg.stage_steps, None)] * len(stages)
+    if cfg.tit_budget != 'samples': raise ValueError(f"tit_budget must be 'samples' or 'stage', got {cfg.tit_budget!r}")
+    rho, seen, new, old = cfg.tit_new_share, [], [], []
+    for s in stages:
+        new.append([t for t in s if t not in seen]); old.append([t for t in s if t in seen]); seen += new[-1]
+    n, replay = [0.0] * len(stages), 0.0   # replay: samples (in batches) each earlier task gets from the stages after this one
+    for j in reversed(range(len(stages))):
+        share = rho if old[j] else 1.0
+        n[j] = max(0.0, (cfg.stage_steps - replay) * len(new[j]) / share)
+        if old[j]: replay += n[j] * (1 - rho) / len(old[j])
+    return [(math.ceil(n[j] - 1e-9), None if not old[j] else {**{t: rho / len(new[j]) for t in new[j]},
+                                                             **{t: (1 - rho) / len(old[j]) for t in old[j]}})
+            for j in range(len(stages))]
+
+def stage_samples(plan: list[tuple[int, dict | None]], stages: list[list[str]]) -> dict[str, float]:
+    "Expected samples per task (in batches) of a stage plan."
+    got = {}
+    for (steps, w), s in zip(plan, stages):
+        tot = sum(w.values()) if w else len(s)
+        for t in s: got[t] = got.get(t, 0.0) + steps * ((w[t] if w else 1.0) / tot)
+    return got
 
 # %% ../nbs/22_tit.ipynb #1e4e59f2
 def _done(run: Path) -> bool: return (run / 'model' / 'meta.json').exists()
@@ -110,16 +136,19 @@ def _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, 
             if p.is_dir(): shutil.rmtree(p)
             elif p.exists(): p.unlink()
     stages = tit_stages(t_stars, True, cfg.tit_group)
-    steps = cfg.stage_steps if tit else cfg.stage_steps * len(stages)
+    plan = stage_budget(cfg, stages)
+    if not tit: plan = [(sum(s for s, _ in plan), None)]   # no TIT: one stage with the TIT run's total steps
     if not tit: stages = tit_stages(t_stars, False)
     sch = schedule_for(cfg)
     spec = model_spec(cfg, time=True, moe=cfg.moe_experts if moe else 0)
     prev = None
-    for k, tasks in enumerate(stages):
+    for k, (tasks, (steps, weights)) in enumerate(zip(stages, plan)):
         run = out / f'stage-{k + 1:02d}'
         prompts = {t: int(t_stars[t]) for t in tasks}
+        if steps == 0: continue   # a stage the sample budget leaves empty: its tasks enter with the next one
         if not _done(run):
-            if log: log(f'stage {k + 1}/{len(stages)}: {", ".join(f"{t}(t*={v})" for t, v in prompts.items())}, {steps} steps')
+            if log: log(f'stage {k + 1}/{len(stages)}: {", ".join(f"{t}(t*={v})" for t, v in prompts.items())}, {steps} steps'
+                        + ('' if weights is None else ', new tasks ' + f'{cfg.tit_new_share:g} of the samples'))
             net = _stage_net(cfg, pre, prev, moe, seed)
             omega = theta0 = None
             if cfg.gef and cfg.tmgp and cfg.reg:
@@ -127,10 +156,10 @@ def _unify(cfg, pre, out, t_stars, data, tit, moe, resume, seed, log, progress, 
                 omega = importance_for(run, net, cfg, data, log)
                 theta0 = snapshot_params(net)
             s = seed + 7919 * k
-            bf = finetune_batches(cfg, prompts, data, s)
+            bf = finetune_batches(cfg, prompts, data, s, weights)
             Trainer(cfg, net, bf, gef_step_fn(cfg, net, sch, theta0, omega, s),
                     RunSpec('unify', steps, seed, dict(stage=k + 1, stages=len(stages), tasks=prompts, data=data, tit=tit,
-                                                       moe=moe, parent=str(prev or pre))),
+                                                       moe=moe, parent=str(prev or pre), weights=weights)),
                     run, meta=dict(model=spec, schedule=schedule_meta(cfg), t_star=prompts), progress=progress
                     ).fit(resume=resume and (run / 'ckpt' / 'meta.json').exists())
         prev = run / 'model'

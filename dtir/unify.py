@@ -41,7 +41,7 @@ def evaluate_unified(model: str | Path, cfg: Preset, task: str, prompt: str = 'o
                      pairs=None,      # `eval_set(cfg, task, severity, roots)` already built, to score several rows on it
                     ) -> dict:
     "Score a unified model on `task` with the true prompt (`oracle`) or the estimator's (`blind`)."
-    from dtir.metrics import score
+    from dtir.metrics import score, input_change
     from dtir.finetune import model_prompt
     net, meta = net_meta or load_model(model)
     y, x, names = pairs or eval_set(cfg, task, severity, roots)
@@ -52,7 +52,8 @@ def evaluate_unified(model: str | Path, cfg: Preset, task: str, prompt: str = 'o
         t = estimator.predict(y)
     else: raise ValueError(f"prompt must be 'oracle' or 'blind', got {prompt!r}")
     from dtir.diffuir import model_predict
-    s = score(model_predict(net, meta, y, t), x, lpips=lpips)
-    s.update(task=task, severity=severity, prompt=prompt, images=names,
+    xh = model_predict(net, meta, y, t)
+    s = score(xh, x, lpips=lpips)
+    s.update(task=task, severity=severity, prompt=prompt, images=names, change=input_change(xh, y),
              t=None if t is None else t.tolist())
     return s

@@ -152,8 +152,9 @@ def test_unify_then_restore_auto(pretrained, tmp_path, capsys):
     import json, shutil
     pre = tmp_path / 'pre'
     shutil.copytree(pretrained, pre)
+    # tit_new_share 0.75: the sample budget gives both stages steps (at 0.5 stage 1 would be empty, see dtir.tit.stage_budget)
     args = ['unify', '--preset', 'smoke', '--set', 'stage_steps=4', '--set', 'estimator_steps=4', '--set', 'match_images=2',
-            '--ckpt', pre, '--out', tmp_path / 'u', '--tasks', 'noise', 'lowlight']
+            '--set', 'tit_new_share=0.75', '--ckpt', pre, '--out', tmp_path / 'u', '--tasks', 'noise', 'lowlight']
     rc, err = run_main(args, capsys)
     assert rc == 0, err
     model = tmp_path / 'u' / 'model'

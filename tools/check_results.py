@@ -66,7 +66,8 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
             d = d[k]
     for k in ('preset', 'seeds', 'git_commit', 'wall_s', 'device'): need(f'meta.{k}')
     for t in cfg.tasks:
-        need(f'difficulty.{t}.id.psnr'); need(f'timestep.{t}.t_star'); need(f'timestep.{t}.curve')
+        need(f'difficulty.{t}.id.psnr'); need(f'timestep.{t}.t_star'); need(f'timestep.{t}.curve'); need(f'timestep.{t}.t_star_residual')
+    need('timestep_meta.distinct')
     for c in ('shallow', 'deep', 'all', 'none'):
         for s in ('id', 'ood'): need(f'layer.{c}.{s}.psnr')
     for p in cfg.mix_ratios:
@@ -80,18 +81,19 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
     for t in cfg.setting_a_tasks:
         for r in rows_a + list(DIFFUIR_ROWS):
             for s in ('id', 'ood'):
-                for m in ('psnr', 'ssim', 'lpips'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
+                for m in ('psnr', 'ssim', 'lpips', 'change'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
                 if t == 'rain':
                     for m in ('psnr_y', 'ssim_y'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
         for w in ('full', 'plain'):
             for k in ('choice', 'val_psnr', 'n_runs', 'trials'): need(f'setting_a.{keys[t]}.selection.{w}.{k}')
         need(f'setting_a.{keys[t]}.frac_at_theta0.full')
     for k in ('train', 'val', 'test'): need(f'meta.splits.{k}')
-    need('setting_a_meta.headline.mean_ood_gain')
+    need('setting_a_meta.headline.mean_ood_gain'); need('setting_a_meta.returns_input')
     for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
         for t in list(cfg.tasks) + ['avg']:
-            for m in ('psnr', 'ssim', 'lpips'): need(f'setting_b.{r}.{t}.{m}')
+            for m in ('psnr', 'ssim', 'lpips', 'change'): need(f'setting_b.{r}.{t}.{m}')
     for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}')
+    for k in ('returns_input', 'stage_plan', 'samples_per_task'): need(f'setting_b_meta.{k}')
     for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
         for t in [t for t in ('rain', 'raindrop') if t in cfg.tasks]:
             for m in ('psnr_y', 'ssim_y'): need(f'setting_b_y.{r}.{t}.{m}')
