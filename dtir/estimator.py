@@ -18,7 +18,8 @@ from .batches import task_batches, eval_set
 from .checkpoint import load_checkpoint, load_weights
 
 # %% auto #0
-__all__ = ['TStarEstimator', 'crop_grid', 'estimate_probs', 'train_estimator', 'Estimator', 'load_estimator', 'confusion']
+__all__ = ['TEMP_GRID', 'TStarEstimator', 'crop_grid', 'crop_logits', 'crop_mean_probs', 'estimate_probs', 'train_estimator',
+           'Estimator', 'load_estimator', 'confusion', 'ece', 'val_labelled', 'calibrate_temperature']
 
 # %% ../nbs/22a_estimator.ipynb #48eedaac
 class TStarEstimator(nn.Module):
@@ -52,17 +53,26 @@ def crop_grid(y: Tensor,          # (B,3,H,W)
     return torch.stack(crops, 1).flatten(0, 1)
 
 @torch.inference_mode()
-def estimate_probs(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, bs: int = 64) -> Tensor:
-    "Class probabilities `(B, n_classes)` of images `y`, averaged over a grid of crops."
+def crop_logits(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, bs: int = 64) -> list[Tensor]:
+    "Per image of `y`, the logits `(n_crops, n_classes)` of its grid of crops."
     dev = next(net.parameters()).device
     was = net.training; net.eval()
     out = []
     for i in range(len(y)):
         c = crop_grid(y[i:i + 1].to(dev), size, max_crops)
-        p = torch.cat([net(c[j:j + bs]).softmax(1) for j in range(0, len(c), bs)]).mean(0)
-        out.append(p.cpu())
+        out.append(torch.cat([net(c[j:j + bs]) for j in range(0, len(c), bs)]).cpu())
     net.train(was)
-    return torch.stack(out)
+    return out
+
+def crop_mean_probs(logits: list[Tensor], temperature: float = 1.0) -> Tensor:
+    "`(B, n_classes)`: per image, the softmax of its crops' logits divided by `temperature`, averaged over the crops."
+    if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+    return torch.stack([(l / temperature).softmax(1).mean(0) for l in logits])
+
+def estimate_probs(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, bs: int = 64,
+                   temperature: float = 1.0) -> Tensor:
+    "Class probabilities `(B, n_classes)` of images `y`, averaged over a grid of crops (logits divided by `temperature`)."
+    return crop_mean_probs(crop_logits(net, y, size, max_crops, bs), temperature)
 
 # %% ../nbs/22a_estimator.ipynb #032f8a0e
 def train_estimator(cfg: Preset,
@@ -101,7 +111,9 @@ class Estimator:
     def __init__(self, net: TStarEstimator, meta: dict):
         self.net, self.meta = net.eval(), meta
         self.size = int(meta['model']['patch'])
-    def probs(self, y: Tensor) -> Tensor: return estimate_probs(self.net, y if y.ndim == 4 else y[None], self.size)
+        self.temperature = 1.0   # set by `calibrate_temperature`; 1 = the trained network's own probabilities
+    def probs(self, y: Tensor) -> Tensor:
+        return estimate_probs(self.net, y if y.ndim == 4 else y[None], self.size, temperature=self.temperature)
     def predict(self, y: Tensor) -> Tensor: return self.net.t_values.cpu()[self.probs(y).argmax(1)]
     def __call__(self, y: Tensor) -> int:
         p = self.predict(y)
@@ -134,3 +146,43 @@ def confusion(est: Estimator, cfg: Preset, t_stars: dict[str, int], roots=(), se
     n = sum(map(sum, M))
     return dict(classes=classes, tasks=list(t_stars), matrix=M, accuracy=acc,
                 overall=sum(acc[k] * sum(M[i]) for i, k in enumerate(t_stars)) / max(n, 1))
+
+# %% ../nbs/22a_estimator.ipynb #13b1f4e1
+TEMP_GRID = tuple(2.0 ** (k / 4) for k in range(-12, 17))   # 1/8 .. 16 in quarter octaves; 1.0 is k = 0
+
+def ece(p: Tensor, labels: Tensor, bins: int = 10) -> float:
+    "Expected calibration error of probabilities `p` (B, C) against class indices `labels`: confidence vs accuracy in equal-width bins."
+    conf, pred = p.max(1)
+    hit = (pred == labels).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    e = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any(): e += m.float().mean().item() * abs(hit[m].mean().item() - conf[m].mean().item())
+    return e
+
+def val_labelled(cfg: Preset, t_stars: dict[str, int], classes, data: str = 'builtin', n: int | None = None) -> tuple[Tensor, Tensor]:
+    "`(y, labels)`: every task's validation crops (`val_set`, training photos only), labelled with the class index of its t*."
+    from dtir.batches import val_set
+    classes = [int(c) for c in classes]
+    bad = {k: int(t) for k, t in t_stars.items() if int(t) not in classes}
+    if bad: raise ValueError(f"t* of {bad} are not classes of the estimator ({classes})")
+    ys, labs = [], []
+    for task, t in t_stars.items():
+        y, _, _ = val_set(cfg, task, data, n)
+        ys.append(y); labs += [classes.index(int(t))] * len(y)
+    return torch.cat(ys), torch.tensor(labs)
+
+def calibrate_temperature(est: Estimator, y: Tensor, labels: Tensor, grid=TEMP_GRID) -> dict:
+    "Set `est.temperature` to the T of `grid` with the lowest NLL of the crop-averaged probabilities of `y` (labels: class indices)."
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) != len(y) or len(y) == 0: raise ValueError(f"calibrate_temperature: {len(y)} images and {len(labels)} labels")
+    L = crop_logits(est.net, y, est.size)
+    idx = torch.arange(len(labels))
+    def nll(T): return float(-crop_mean_probs(L, T)[idx, labels].clamp_min(1e-12).log().mean())
+    curve = [(float(T), nll(T)) for T in grid]
+    T, best = min(curve, key=lambda q: q[1])
+    p1, pT = crop_mean_probs(L, 1.0), crop_mean_probs(L, T)
+    est.temperature = T
+    return dict(temperature=T, nll=best, nll_t1=nll(1.0), ece=ece(pT, labels), ece_t1=ece(p1, labels),
+                accuracy=float((pT.argmax(1) == labels).float().mean()), n=len(labels), curve=curve)
