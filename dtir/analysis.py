@@ -248,7 +248,8 @@ def setting_a_agreement(res: dict,                 # Setting A's results: {task 
     pg = {r: [paper[k]['full'][2] - paper[k][r][2] for k in paper] for r in ('no_tmgp', 'no_gef', 'loss_row5', 'loss_row6')}
     paras.append("The paper reports (generalization PSNR, Ours minus the row, over its four tasks): " +
                  '; '.join(f"{paper_rows[r]} {sum(v > 0 for v in d)} of {len(d)}, mean {np.mean(d):+.2f} dB" for r, d in pg.items()) +
-                 f". Here (one seed; `full` minus the row, out-of-distribution): {'; '.join(abl)}.")
+                 (f". Here (one seed; `full` minus the row, out-of-distribution): {'; '.join(abl)}." if abl else
+                  ". Here the ablation rows were not trained (`rows=headline`; `--set rows=all` trains them)."))
     summary = dict(full_vs_plain_ood=dict(wins=k_ood, mean_db=m_ood), full_vs_plain_long_ood=dict(wins=k_long, mean_db=m_long),
                    full_vs_plain_id=dict(wins=k_id, mean_db=m_id), seed_spread_ood_db=float(spread))
     return ' '.join(paras), summary

@@ -15,9 +15,10 @@ from .launch import run_job
 
 # %% auto #0
 __all__ = ['TRAIN_KEYS', 'DIFFUSION_KEYS', 'PRETRAIN_KEYS', 'PLAIN_KEYS', 'GEF_KEYS', 'FINETUNE_KEYS', 'ROWS', 'PAPER_REG',
-           'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS', 'REAL_SETS', 'key_of',
-           'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_skip', 'table_rows', 'row_model',
-           'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_model', 'diffuir_row', 'real_image_cap']
+           'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'ABLATION_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS', 'REAL_SETS',
+           'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_skip', 'table_rows',
+           'row_model', 'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_rows', 'diffuir_model',
+           'diffuir_row', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
 TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', 'width', 'enc_blocks', 'middle_blocks',
@@ -97,17 +98,22 @@ ROW_OVERRIDES = {
 }
 PLAIN_ROWS = ('plain', 'plain_long', 'plain_clean')
 SEEDED_ROWS = ('plain', 'plain_long', 'plain_clean', 'full', 'full_paper')
+ABLATION_ROWS = ('no_tmgp', 'no_gef', 'no_reg', 'no_orth')
 
 def row_steps(cfg: Preset, row: str) -> int:
     "Training steps of a row."
     return cfg.pretrain_steps + cfg.finetune_steps if row in ('plain_long', 'plain_clean') else cfg.finetune_steps
 
 def row_seeds(cfg: Preset, row: str) -> list[int]:
-    "Seeds of a row: every seed for plain, plain_long, plain_clean, full and full_paper; the first for the ablations."
+    "Seeds of a row: every seed for plain, plain_long, plain_clean, full and full_paper (the first only under `rows=headline`); the first for the ablations."
+    if row == 'full_paper' and cfg.rows == 'headline': return [cfg.seeds[0]]
     return list(cfg.seeds) if row in SEEDED_ROWS else [cfg.seeds[0]]
 
 def row_skip(cfg: Preset, row: str) -> str | None:
-    "Why `row` is left out of the tables under `cfg` (None: it is trained): `plain_clean` needs a clean corpus."
+    "Why `row` is left out of the tables under `cfg` (None: it is trained): `plain_clean` needs a clean corpus; the ablations need `rows=all`."
+    if row in ABLATION_ROWS and cfg.rows == 'headline':
+        return (f"`{row}` left out: `rows=headline` trains the headline rows only, to keep the main job within its budget "
+                f"(`--set rows=all` trains the ablations)")
     if row != 'plain_clean': return None
     from dtir.batches import corpus_images
     ims, what = corpus_images(cfg.pretrain_data, cfg.corpus_size)
@@ -175,6 +181,10 @@ def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data
 
 # %% ../nbs/16_artifacts.ipynb #ba7e93b2
 DIFFUIR_ROWS = ('diffuir', 'diffuir_t')
+
+def diffuir_rows(cfg: Preset) -> tuple[str, ...]:
+    "The DiffUIR rows `cfg` trains: both, or the parameter-matched `diffuir` only under `rows=headline` (the main job's budget)."
+    return DIFFUIR_ROWS if cfg.rows == 'all' else ('diffuir',)
 
 def diffuir_model(cfg: Preset, root: str | Path, tasks: str | list[str], data: str = 'builtin', seed: int | None = None,
                   steps: int | None = None, width: int | None = None, log=progress) -> Path:

@@ -41,6 +41,7 @@ class Preset:
     n_eval: int = 24                    # evaluation crops per task (0 = every test image once)
     tasks: tuple[str, ...] = TASKS
     setting_a_tasks: tuple[str, ...] = ('haze', 'rain', 'snow', 'lowlight')
+    rows: str = 'all'                   # all: every table row | headline: no Setting A ablations, full_paper on the first seed, no diffuir_t (the main job's budget)
     # model
     arch: str = 'unet'                  # key of dtir.models.ARCHS
     width: int = 16
@@ -210,6 +211,7 @@ def validate(p: Preset) -> Preset:
     if p.k_shallow < 0: bad('k_shallow', 'must be >= 0')
     if p.tit_group not in ('task', 'tstar'): bad('tit_group', 'must be task or tstar')
     if p.tit_budget not in ('samples', 'stage'): bad('tit_budget', 'must be samples or stage')
+    if p.rows not in ('all', 'headline'): bad('rows', 'must be all or headline')
     if not (fin(p.tit_new_share) and 0 < p.tit_new_share <= 1): bad('tit_new_share', 'must lie in (0, 1]')
     if p.moe_experts < 1: bad('moe_experts', 'must be >= 1')
     for k in ('tasks', 'setting_a_tasks'):

@@ -88,14 +88,14 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ('data', 'analyses/00_data.ipynb'),
     ('timestep', 'analyses/01_timestep.ipynb'),
     ('noise', 'analyses/02_noise.ipynb'),
-    ('layer', 'analyses/03_layer.ipynb'),
-    ('mix', 'analyses/04_mix.ipynb'),
     ('tsne', 'analyses/05_tsne.ipynb'),
     ('setting_a', 'analyses/06_setting_a.ipynb'),
     ('real', 'analyses/07_real.ipynb'),
     ('setting_b', 'analyses/08_setting_b.ipynb'),
 ]
 FULL_ONLY: list[tuple[str, str]] = [
+    ('layer', 'analyses/03_layer.ipynb'),
+    ('mix', 'analyses/04_mix.ipynb'),
     ('compound', 'analyses/09_compound.ipynb'),
     ('scale', 'analyses/10_scale.ipynb'),
 ]
@@ -414,9 +414,9 @@ RESULTS_KEYS: dict[str, str] = {
     'timestep_meta': 'timestep: Spearman against the authors\' ordering, matching settings',
     'noise': 'noise: {vp|ve|cosine: ...}, matched t* against the Gaussian sigma per schedule',
     'noise_meta': 'noise: settings of that study',
-    'layer': 'layer: {shallow|deep|all|none: {id|ood: {psnr, ssim, lpips}}}',
+    'layer': 'layer (--all): {shallow|deep|all|none: {id|ood: {psnr, ssim, lpips}}}',
     'layer_meta': 'layer: settings',
-    'mix': "mix: {'<p_mix>': {id|ood: {psnr, ssim, lpips}}}, keys are p_mix as strings ('0.1')",
+    'mix': "mix (--all): {'<p_mix>': {id|ood: {psnr, ssim, lpips}}}, keys are p_mix as strings ('0.1')",
     'mix_meta': 'mix: settings',
     'tsne': 'tsne: {plain|ours: {silhouette, ...}}',
     'tsne_meta': 'tsne: settings',

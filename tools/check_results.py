@@ -68,18 +68,20 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
     for t in cfg.tasks:
         need(f'difficulty.{t}.id.psnr'); need(f'timestep.{t}.t_star'); need(f'timestep.{t}.curve'); need(f'timestep.{t}.t_star_residual')
     need('timestep_meta.distinct')
-    for c in ('shallow', 'deep', 'all', 'none'):
-        for s in ('id', 'ood'): need(f'layer.{c}.{s}.psnr')
-    for p in cfg.mix_ratios:
-        for s in ('id', 'ood'): need(f'mix.{float(p)}.{s}.psnr', 'mix', str(float(p)), s, 'psnr')
     for sch in ('vp', 've'): need(f'noise.{sch}')
     for m in ('plain', 'ours'): need(f'tsne.{m}.silhouette')
     keys = {'haze': 'dehaze', 'rain': 'derain', 'snow': 'desnow', 'lowlight': 'lowlight'}
     meta_a = res.get('setting_a_meta', {})
-    rows_a = [r for r in ROWS if r != 'plain_clean' or 'plain_clean' in meta_a.get('rows', [])]   # plain_clean: only with a corpus
-    if 'plain_clean' not in rows_a: need('setting_a_meta.skipped_rows.plain_clean')             # ... and else the reason is recorded
+    rows_a = [r for r in ROWS if r in meta_a.get('rows', ROWS)]   # plain_clean: only with a corpus; ablations: rows=all
+    for r in ROWS:
+        if r not in rows_a: need(f'setting_a_meta.skipped_rows.{r}')   # a row left out has its reason recorded
+    d_rows = [r for r in DIFFUIR_ROWS if r in meta_a.get('rows', DIFFUIR_ROWS)]   # diffuir_t: rows=all only
+    for r in DIFFUIR_ROWS:
+        if r not in d_rows: need(f'setting_a_meta.skipped_rows.{r}')
+    d_rows_b = [r for r in DIFFUIR_ROWS if r in res.get('setting_b_meta', {}).get('rows', DIFFUIR_ROWS)]
+    d_rows_r = [r for r in DIFFUIR_ROWS if r not in res.get('real_meta', {}).get('left_out', [])]
     for t in cfg.setting_a_tasks:
-        for r in rows_a + list(DIFFUIR_ROWS):
+        for r in rows_a + d_rows:
             for s in ('id', 'ood'):
                 for m in ('psnr', 'ssim', 'lpips', 'change'): need(f'setting_a.{keys[t]}.{r}.{s}.{m}')
                 if t == 'rain':
@@ -89,25 +91,29 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
         need(f'setting_a.{keys[t]}.frac_at_theta0.full')
     for k in ('train', 'val', 'test'): need(f'meta.splits.{k}')
     need('setting_a_meta.headline.mean_ood_gain'); need('setting_a_meta.returns_input')
-    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
+    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + tuple(d_rows_b):
         for t in list(cfg.tasks) + ['avg']:
             for m in ('psnr', 'ssim', 'lpips', 'change'): need(f'setting_b.{r}.{t}.{m}')
     for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}')
     for k in ('returns_input', 'stage_plan', 'samples_per_task'): need(f'setting_b_meta.{k}')
-    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + DIFFUIR_ROWS:
+    for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + tuple(d_rows_b):
         for t in [t for t in ('rain', 'raindrop') if t in cfg.tasks]:
             for m in ('psnr_y', 'ssim_y'): need(f'setting_b_y.{r}.{t}.{m}')
     if real:
         for st in ('rain100l', 'lol_v1_eval15'):
-            for r in ('plain', 'plain_long', 'full') + DIFFUIR_ROWS:
+            for r in ('plain', 'plain_long', 'full') + tuple(d_rows_r):
                 for m in ('psnr', 'ssim'): need(f'real.{st}.{r}.{m}')
             for r in ('blind', 'diffuir'):
                 for m in ('psnr', 'ssim'): need(f'real_unified.{st}.{r}.{m}')
-        for r in ('input', 'plain', 'plain_long', 'full') + DIFFUIR_ROWS:
+        for r in ('input', 'plain', 'plain_long', 'full') + tuple(d_rows_r):
             for m in ('psnr_y', 'ssim_y'): need(f'real.rain100l.{r}.{m}')
         for r in ('input', 'plain', 'blind', 'diffuir'):
             for m in ('psnr_y', 'ssim_y'): need(f'real_unified.rain100l.{r}.{m}')
     if full:
+        for c in ('shallow', 'deep', 'all', 'none'):
+            for s in ('id', 'ood'): need(f'layer.{c}.{s}.psnr')
+        for p in cfg.mix_ratios:
+            for s in ('id', 'ood'): need(f'mix.{float(p)}.{s}.psnr', 'mix', str(float(p)), s, 'psnr')
         from dtir.unires import COMBOS, APPLY_ORDER
         spec = sorted({t for c in COMBOS for t in c.split('+')}, key=APPLY_ORDER.index)
         rows = ['input'] + [f'spec_{t}' for t in spec] + ['unified_blind', 'diffuir', 'unires_grid', 'unires_est', 'unires_uniform']
