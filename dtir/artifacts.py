@@ -110,10 +110,10 @@ def row_seeds(cfg: Preset, row: str) -> list[int]:
     return list(cfg.seeds) if row in SEEDED_ROWS else [cfg.seeds[0]]
 
 def row_skip(cfg: Preset, row: str) -> str | None:
-    "Why `row` is left out of the tables under `cfg` (None: it is trained): `plain_clean` needs a clean corpus; the ablations need `rows=all`."
-    if row in ABLATION_ROWS and cfg.rows == 'headline':
+    "Why `row` is left out of the tables under `cfg` (None: it is trained): `plain_clean` needs a clean corpus; the ablations and `diffuir_t` need `rows=all`."
+    if row in ABLATION_ROWS + ('diffuir_t',) and cfg.rows == 'headline':
         return (f"`{row}` left out: `rows=headline` trains the headline rows only, to keep the main job within its budget "
-                f"(`--set rows=all` trains the ablations)")
+                f"(`--set rows=all` trains {'the ablations' if row in ABLATION_ROWS else 'it'})")
     if row != 'plain_clean': return None
     from dtir.batches import corpus_images
     ims, what = corpus_images(cfg.pretrain_data, cfg.corpus_size)
@@ -183,8 +183,8 @@ def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data
 DIFFUIR_ROWS = ('diffuir', 'diffuir_t')
 
 def diffuir_rows(cfg: Preset) -> tuple[str, ...]:
-    "The DiffUIR rows `cfg` trains: both, or the parameter-matched `diffuir` only under `rows=headline` (the main job's budget)."
-    return DIFFUIR_ROWS if cfg.rows == 'all' else ('diffuir',)
+    "The DiffUIR rows `cfg` trains (`row_skip`): both, or the parameter-matched `diffuir` only under `rows=headline` (the main job's budget)."
+    return tuple(r for r in DIFFUIR_ROWS if row_skip(cfg, r) is None)
 
 def diffuir_model(cfg: Preset, root: str | Path, tasks: str | list[str], data: str = 'builtin', seed: int | None = None,
                   steps: int | None = None, width: int | None = None, log=progress) -> Path:

@@ -434,7 +434,7 @@ RESULTS_KEYS: dict[str, str] = {
     'setting_b_meta': 'setting_b: t*, stages, steps, models, the paper\'s numbers, real-set meta, summary',
     'real_unified': 'setting_b: {set: {input|plain|blind|diffuir: {psnr, ssim[, psnr_y, ssim_y]}}}',
     'compound': 'compound (--all): {combo|avg: {row: {psnr, ssim, lpips[, psnr_y, ssim_y]}}}',
-    'compound_meta': 'compound: combinations, weights, the fidelity curve',
+    'compound_meta': "compound: combinations, weights, the estimator's temperature (calibration), the mixing steps chosen on validation (steps_chosen), the fidelity curve",
     'scale': 'scale (--all): {pretrain_steps|corpus|width: {value: {task: {gain, full, plain[, plain_clean, gain_clean]: {mean, std, n}, '
              'id: {the same in distribution}, t_star}}}} (PSNR dB RGB crop 0, out of distribution; gain = full - plain_long per seed)',
     'scale_meta': 'scale: axes, x values, seeds, the selection used, trends per axis and task, runs',

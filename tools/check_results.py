@@ -116,11 +116,13 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
             for s in ('id', 'ood'): need(f'mix.{float(p)}.{s}.psnr', 'mix', str(float(p)), s, 'psnr')
         from dtir.unires import COMBOS, APPLY_ORDER
         spec = sorted({t for c in COMBOS for t in c.split('+')}, key=APPLY_ORDER.index)
-        rows = ['input'] + [f'spec_{t}' for t in spec] + ['unified_blind', 'diffuir', 'unires_grid', 'unires_est', 'unires_uniform']
+        rows = ['input'] + [f'spec_{t}' for t in spec] + ['unified_blind', 'diffuir', 'unires_grid', 'unires_est', 'unires_est_raw', 'unires_uniform']
         for c in list(COMBOS) + ['avg']:
             for r in rows:
                 for m in ('psnr', 'ssim', 'lpips'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
-        need('compound_meta.fidelity_curve')
+        need('compound_meta.fidelity_curve'); need('compound_meta.calibration.temperature')
+        for c in COMBOS:
+            for r in ('unires_grid', 'unires_est', 'unires_est_raw', 'unires_uniform'): need(f'compound_meta.steps_chosen.{c}.{r}', 'compound_meta', 'steps_chosen', c, r)
         corpus_pts = list(res.get('scale_meta', {}).get('axes', {}).get('corpus', {})) or [cfg.scale_corpus[0]]
         for axis, vals in (('pretrain_steps', [str(v) for v in cfg.scale_pretrain_steps]), ('width', [str(v) for v in cfg.scale_widths]),
                            ('corpus', corpus_pts)):
