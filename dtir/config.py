@@ -27,6 +27,7 @@ class Preset:
     seeds: tuple[int, ...] = (0,)       # seeds of the rows that report mean and spread
     device: str = 'auto'                # auto|cpu|cuda
     mixed_precision: str = 'no'         # no|bf16 (Accelerate); fp16 is refused: it needs a loss scaler
+    workers: int = 1                    # independent training runs side by side (dtir.launch.JobPool); 1: one at a time in the notebook's process
     # data
     data: str = 'builtin'               # builtin or a paired-folder root
     pretrain_data: str = 'builtin'      # the pre-training corpus beside the training photos: builtin (none) | bsds500 | a folder of clean images
@@ -189,6 +190,7 @@ def validate(p: Preset) -> Preset:
     if not (fin(p.ve_smax) and p.ve_smax > 0): bad('ve_smax', 'must be a finite number > 0')
     if len(p.betas) != 2 or not all(0 <= b < 1 for b in p.betas): bad('betas', 'must be two numbers in [0, 1)')
     if not p.seeds: bad('seeds', 'must name at least one seed')
+    if p.workers < 1: bad('workers', 'must be at least 1')
     if not all(0 <= r <= 1 for r in p.mix_ratios): bad('mix_ratios', 'must lie in [0, 1]')
     for k in ('scale_pretrain_steps', 'scale_widths'):
         if not all(v >= 1 for v in getattr(p, k)): bad(k, 'must be >= 1')

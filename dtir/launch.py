@@ -6,14 +6,16 @@ Docs: https://dtir.github.io/dtir/launch.html.md"""
 
 # %% ../nbs/16a_launch.ipynb #ca5e6584
 from __future__ import annotations
-import importlib, json, os, shlex, subprocess, sys
+import importlib, json, os, shlex, subprocess, sys, time
 from pathlib import Path
 from .config import Preset, preset_dict
 
 # %% auto #0
-__all__ = ['JOBS', 'job_fn', 'launcher', 'run_job', 'run_spec']
+__all__ = ['JOBS', 'job_fn', 'launcher', 'run_job', 'run_spec', 'JobPool', 'job_pool']
 
 # %% ../nbs/16a_launch.ipynb #b1dac961
+_POOLS = []   # the active `JobPool`s, innermost last (see below)
+
 JOBS = {'pretrain': 'dtir.pretrain:pretrain', 'finetune': 'dtir.finetune:finetune',
         'train_plain': 'dtir.finetune:train_plain', 'unify': 'dtir.tit:unify',
         'train_estimator': 'dtir.estimator:train_estimator', 'train_diffuir': 'dtir.diffuir:train_diffuir'}
@@ -34,18 +36,30 @@ def _plain(v):
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
     return v
 
+def _steps_of(job: str, cfg: Preset, kwargs: dict) -> int:
+    "The steps a queued job trains (the pool starts the longest first)."
+    if kwargs.get('steps'): return int(kwargs['steps'])
+    if job == 'unify':
+        from dtir.artifacts import unify_steps
+        return unify_steps(cfg, kwargs['t_stars'])
+    return {'pretrain': cfg.pretrain_steps, 'train_estimator': cfg.estimator_steps}.get(job, cfg.finetune_steps)
+
 def run_job(job: str,                # a key of JOBS
             cfg: Preset,             # the preset the job trains under (sent whole, overrides included)
             *args,                   # the job function's further positional arguments
             out: str | Path,         # the job's run folder (every JOBS function takes `out`)
             **kwargs) -> Path:
-    "Run the training job `JOBS[job](cfg, *args, out=out, **kwargs)` here, or under `$DTIR_LAUNCH`; returns its `model/` folder."
+    "Run the training job `JOBS[job](cfg, *args, out=out, **kwargs)` here, under `$DTIR_LAUNCH`, or queued in the active `JobPool`; returns its `model/` folder."
     cmd = launcher()
-    if not cmd: return job_fn(job)(cfg, *args, out=out, **kwargs)
+    pool = _POOLS[-1] if _POOLS and not cmd else None
+    if not cmd and pool is None: return job_fn(job)(cfg, *args, out=out, **kwargs)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     spec = out / 'launch.json'
     kw = {k: v for k, v in dict(kwargs, out=out).items() if not callable(v)}   # a `log` callback stays behind: the job prints its own
     spec.write_text(json.dumps(dict(job=job, preset=preset_dict(cfg), args=_plain(args), kwargs=_plain(kw)), indent=1))
+    if pool is not None:
+        pool.add(job, spec, _steps_of(job, cfg, kwargs))
+        return out / 'model'   # written when the pool's block ends
     r = subprocess.run(cmd + ['-m', 'dtir.launch', str(spec)])
     if r.returncode != 0:
         raise RuntimeError(f"launched training job '{job}' failed (exit {r.returncode}): {' '.join(cmd)} -m dtir.launch {spec}; "
@@ -55,9 +69,66 @@ def run_job(job: str,                # a key of JOBS
 def run_spec(path: str | Path) -> Path:
     "Run the job a `launch.json` describes, in this process (one rank of a launched job)."
     from dtir.pretrain import _preset_from_meta
+    if os.environ.get('DTIR_THREADS'):
+        import torch; torch.set_num_threads(int(os.environ['DTIR_THREADS']))   # a `JobPool` worker: its share of the cores
     s = json.loads(Path(path).read_text())
     cfg = _preset_from_meta(s)
     return job_fn(s['job'])(cfg, *s['args'], **s['kwargs'])
+
+# %% ../nbs/16a_launch.ipynb #84926444
+class JobPool:
+    "Inside `with JobPool(workers):` the training jobs `run_job` receives are queued; at the block's end they run in `workers` child processes side by side (the longest first) and the block returns when all have finished."
+    def __init__(self,
+                 workers: int,              # child processes at once (1: no pool, every job runs in this process as before)
+                 threads: int | None = None,  # torch threads per child (None: the machine's cores shared among the children)
+                 log=None):                 # called with a progress line per finished job
+        if workers < 1: raise ValueError(f"JobPool: workers must be >= 1, got {workers}")
+        self.workers, self.log, self.jobs, self.threads = int(workers), log, {}, threads
+    def __enter__(self):
+        if self.workers > 1: _POOLS.append(self)
+        return self
+    def __exit__(self, et, ev, tb):
+        if self in _POOLS: _POOLS.remove(self)
+        if et is None and self.jobs: self.run()
+        return False
+    def add(self, job: str, spec: Path, steps: int):
+        "Queue the job described by `spec` (`launch.json` in its run folder); a run folder queued twice trains once."
+        self.jobs.setdefault(str(spec.parent), (job, Path(spec), int(steps)))
+
+    def run(self):
+        "Run the queued jobs, `workers` at a time, the most steps first; raise naming every job that failed (their checkpoints are kept)."
+        queue = sorted(self.jobs.values(), key=lambda j: -j[2])
+        n = min(self.workers, len(queue))
+        th = self.threads or max(1, (os.cpu_count() or 1) // n)   # fewer jobs than workers: each gets more of the cores
+        env = dict(os.environ, DTIR_THREADS=str(th), OMP_NUM_THREADS=str(th), MKL_NUM_THREADS=str(th))
+        running, failed, done, t0 = [], [], 0, time.time()
+        if self.log: self.log(f'{len(queue)} training job(s) on {n} process(es) of {th} thread(s)')
+        try:
+            while queue or running:
+                while queue and len(running) < self.workers:
+                    job, spec, steps = queue.pop(0)
+                    fh = open(spec.parent / 'launch.log', 'w')
+                    p = subprocess.Popen([sys.executable, '-m', 'dtir.launch', str(spec)], stdout=fh, stderr=subprocess.STDOUT, env=env)
+                    running.append((p, fh, job, spec))
+                time.sleep(0.2)
+                for r in [r for r in running if r[0].poll() is not None]:
+                    running.remove(r); r[1].close(); done += 1
+                    p, _, job, spec = r
+                    if p.returncode != 0:
+                        tail = (spec.parent / 'launch.log').read_text().strip().splitlines()[-1:] or ['(no output)']
+                        failed.append(f"'{job}' in {spec.parent} (exit {p.returncode}: {tail[0][:200]}; log {spec.parent / 'launch.log'})")
+                    if self.log: self.log(f'{done}/{len(self.jobs)} {job} {spec.parent.name} {"FAILED" if p.returncode else "done"} ({time.time() - t0:.0f} s)')
+        except BaseException:
+            for p, fh, _, _ in running: p.terminate(); p.wait(); fh.close()
+            raise
+        self.jobs = {}
+        if failed:
+            raise RuntimeError(f"{len(failed)} pooled training job(s) failed, checkpoints kept (rerun to resume): " + '; '.join(failed))
+
+def job_pool(cfg: Preset, log=None) -> JobPool:
+    "The `JobPool` of preset `cfg` (`cfg.workers` processes); the notebooks wrap their independent training runs in `with job_pool(cfg):`."
+    return JobPool(cfg.workers, log=log)
+
 
 # %% ../nbs/16a_launch.ipynb #925415f0
 if __name__ == '__main__': run_spec(sys.argv[1])   # `<launcher> -m dtir.launch JOB.json`
