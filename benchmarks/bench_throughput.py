@@ -15,26 +15,26 @@ Variants (`--variants`) are interleaved step by step so that drift in machine lo
   adam=loop       torch.optim.Adam's per-parameter Python loop (the Trainer's optimiser before it took fused=True)
   adam=foreach    torch.optim.Adam(foreach=True)
 Usage: python benchmarks/bench_throughput.py [--presets default paper] [--steps 20] [--variants base threads=1 channels_last]
-                                             [--batch N] [--patch N] [--device cpu|cuda]
+                                             [--batch N] [--patch N] [--device cpu|cuda] [--precision fp32|bf16]
 """
 import argparse, os, statistics, sys, tempfile, time
 from dataclasses import replace
 import torch
 
 
-def peak_flops(width: int, batch: int, patch: int, device: str, reps: int = 5) -> dict:
-    "Measured FLOP/s of a 2048^3 fp32 matmul and of a width->width 3x3 convolution at (batch, patch, patch)."
+def peak_flops(width: int, batch: int, patch: int, device: str, reps: int = 5, dtype=torch.float32) -> dict:
+    "Measured FLOP/s of a square matmul (2048^3 on CPU, 8192^3 on a GPU) and of a width->width 3x3 convolution at (batch, patch, patch), in `dtype`."
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     def best(fn, flops):
         fn(); sync(); ts = []
         for _ in range(reps):
             t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
         return flops / min(ts)
-    n = 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    n = 8192 if device == 'cuda' else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     mm = best(lambda: a @ b, 2 * n ** 3)
-    conv = torch.nn.Conv2d(width, width, 3, padding=1).to(device)
-    x = torch.randn(batch, width, patch, patch, device=device)
+    conv = torch.nn.Conv2d(width, width, 3, padding=1).to(device, dtype)
+    x = torch.randn(batch, width, patch, patch, device=device, dtype=dtype)
     with torch.no_grad(): cv = best(lambda: conv(x), 2 * batch * width * width * 9 * patch * patch)
     return dict(matmul=mm, conv=cv, peak=max(mm, cv))
 
@@ -98,16 +98,19 @@ def main():
     ap.add_argument('--kinds', nargs='+', default=['pretrain', 'gef', 'plain'])
     ap.add_argument('--batch', type=int, default=0); ap.add_argument('--patch', type=int, default=0)
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
+                    help='bf16: the steps under mixed_precision=bf16 (autocast) and the peak of a bf16 matmul')
     a = ap.parse_args()
     from dtir.config import load_preset
     from dtir.models.core import count_params
     sync = torch.cuda.synchronize if a.device == 'cuda' else (lambda: None)
     base_threads = torch.get_num_threads()
     for preset in a.presets:
-        ov = [f'device={a.device}'] + ([f'batch={a.batch}'] if a.batch else []) + ([f'patch={a.patch}'] if a.patch else [])
+        ov = [f'device={a.device}'] + (['mixed_precision=bf16'] if a.precision == 'bf16' else []) + ([f'batch={a.batch}'] if a.batch else []) + ([f'patch={a.patch}'] if a.patch else [])
         cfg = load_preset(preset, ov)
-        pk = peak_flops(cfg.width, cfg.batch, cfg.patch, a.device)
-        print(f"{preset}: batch {cfg.batch} x {cfg.patch} px, {a.device}, {base_threads} threads; measured peak: "
+        pk = peak_flops(cfg.width, cfg.batch, cfg.patch, a.device, dtype=torch.bfloat16 if a.precision == 'bf16' else torch.float32)
+        print(f"{preset}: batch {cfg.batch} x {cfg.patch} px, {a.device} ({torch.cuda.get_device_name() if a.device == 'cuda' else str(base_threads) + ' threads'}), "
+              f"{a.precision}; measured {a.precision} peak: "
               f"matmul {pk['matmul']/1e9:.1f} GFLOP/s, conv {pk['conv']/1e9:.1f} GFLOP/s", flush=True)
         with tempfile.TemporaryDirectory() as d:
             runs, times, bt = {}, {}, {}
