@@ -16,8 +16,8 @@ def main(argv=None):
     ap.add_argument('--preset', default='default'); ap.add_argument('--root', default=None); ap.add_argument('--out', default=None)
     a = ap.parse_args(argv)
     from dtir.config import load_preset
-    from dtir.artifacts import pretrained, matched, finetuned
-    from dtir.select import selections, apply_choice, val_psnr, grid_for
+    from dtir.artifacts import finetuned
+    from dtir.select import selections, row_settings, val_psnr, grid_for
     from dtir.launch import job_pool
     from dtir.runner import progress
     cfg = load_preset(a.preset)
@@ -27,9 +27,7 @@ def main(argv=None):
     models = {}
     with job_pool(cfg, log=progress):
         for task in tasks:
-            cf = apply_choice(cfg, sel[task]['full']['choice'])
-            pre = pretrained(cf, root)
-            t = int(matched(cf, pre, tasks=[task])['t_star'][task])
+            cf, pre, t = row_settings(cfg, root, task, sel[task])['full']   # `full` exactly as Setting A trains it
             for form in ('batch', 'project'):
                 for seed in cfg.seeds:
                     c = replace(cf, orth_form=form)
