@@ -105,8 +105,7 @@ def row_steps(cfg: Preset, row: str) -> int:
     return cfg.pretrain_steps + cfg.finetune_steps if row in ('plain_long', 'plain_clean') else cfg.finetune_steps
 
 def row_seeds(cfg: Preset, row: str) -> list[int]:
-    "Seeds of a row: every seed for plain, plain_long, plain_clean, full and full_paper (the first only under `rows=headline`); the first for the ablations."
-    if row == 'full_paper' and cfg.rows == 'headline': return [cfg.seeds[0]]
+    "Seeds of a row: every seed for plain, plain_long, plain_clean, full and full_paper (the headline rows); the first for the ablations."
     return list(cfg.seeds) if row in SEEDED_ROWS else [cfg.seeds[0]]
 
 def row_skip(cfg: Preset, row: str) -> str | None:

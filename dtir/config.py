@@ -28,6 +28,7 @@ class Preset:
     device: str = 'auto'                # auto|cpu|cuda
     mixed_precision: str = 'no'         # no|bf16 (Accelerate); fp16 is refused: it needs a loss scaler
     workers: int = 1                    # independent training runs side by side (dtir.launch.JobPool); 1: one at a time in the notebook's process
+    channels_last: bool = False         # train in the channels_last memory format (weights and image batches); changes float order only, so not a cache key
     # data
     data: str = 'builtin'               # builtin or a paired-folder root
     pretrain_data: str = 'builtin'      # the pre-training corpus beside the training photos: builtin (none) | bsds500 | a folder of clean images

@@ -426,7 +426,7 @@ RESULTS_KEYS: dict[str, str] = {
     'setting_a_meta': 'setting_a: models, seeds, the paper\'s numbers, headline (ood gain of full over the better plain row)',
     'real': 'real: {set: {row: {psnr, ssim, n[, psnr_y, ssim_y]}}}, psnr/ssim RGB crop 0, *_y on the BT.601 Y channel',
     'real_meta': 'real: models, image counts, the root the sets were read from (or why skipped)',
-    'setting_b': 'setting_b: {row: {task|avg: {psnr, ssim, lpips}}} (RGB, crop 0)',
+    'setting_b': 'setting_b: {row: {task|avg: {psnr, ssim, lpips, change, seeds {psnr, ssim: {mean, std, n}}}}} (RGB, crop 0; the mean over the row\'s seeds)',
     'setting_b_y': 'setting_b: {row: {task: {psnr_y, ssim_y}}} for the derain tasks (rain, raindrop; all tasks with --y-channel)',
     'setting_b_estimator': 'setting_b: {accuracy {task: share}, overall, classes, matrix}',
     'setting_b_router': 'setting_b: MoE router weights per task',

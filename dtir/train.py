@@ -89,8 +89,12 @@ def _shard(batch: dict, rank: int, world: int) -> dict:
         else: out[k] = v
     return out
 
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+def _to(batch: dict, device, channels_last: bool = False) -> dict:
+    "The batch on `device`; with `channels_last` its 4-D tensors (images) in that memory format, like the network's weights."
+    def mv(v):
+        v = v.to(device)
+        return v.contiguous(memory_format=torch.channels_last) if channels_last and v.ndim == 4 else v
+    return {k: mv(v) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 # %% ../nbs/13_train.ipynb #e1b22699
@@ -113,6 +117,7 @@ class Trainer:
         self.acc = accelerator or Accelerator(cpu=(cfg.device == 'cpu' or not torch.cuda.is_available()),
                                               mixed_precision=cfg.mixed_precision, **tracking_kwargs(self.out))
         self.net = net.to(self.acc.device)
+        if cfg.channels_last: self.net.to(memory_format=torch.channels_last)   # in place: the same Parameter objects, so `params` stays valid
         self.batch_fn, self.step_fn = batch_fn, step_fn
         self.after_step = after_step or getattr(step_fn, 'after_step', None)   # a step_fn may carry its own
         if cfg.mixed_precision == 'fp16':
@@ -177,7 +182,7 @@ def train_step(self: Trainer) -> dict:
     logs: dict = {}
     for micro in range(cfg.grad_accum):
         batch = self.batch_fn(step * cfg.grad_accum + micro)
-        batch = _to(_shard(batch, acc.process_index, acc.num_processes), acc.device)
+        batch = _to(_shard(batch, acc.process_index, acc.num_processes), acc.device, cfg.channels_last)
         with acc.autocast():
             out = self.step_fn(self.net, batch, step, 1.0 / cfg.grad_accum)
         for k, v in out.items(): logs[k] = logs.get(k, 0.0) + float(v) / cfg.grad_accum
