@@ -7,14 +7,16 @@ convolutions, forward and backward; elementwise work is not counted, so the rati
 The peak is measured in the same run: a large fp32 matmul and a 3x3 convolution of the backbone's first-level shape.
 "Outside the network" is the batch synthesis (crops, degradations, diffusion noise) timed on its own.
 Variants (`--variants`) are interleaved step by step so that drift in machine load hits all of them alike:
-  base            the Trainer as it runs today
+  base            the Trainer as the preset runs it
   threads=N       torch.set_num_threads(N) for the step
-  channels_last   the network's weights and inputs in channels_last memory format
+  channels_last   the preset with channels_last=true (weights and image batches in that memory format, dtir.train.Trainer)
+  contiguous      the preset with channels_last=false
+  arch=NAME       another backbone of dtir.models.ARCHS at the preset's size (the step time of each backbone)
   compile         torch.compile of the backbone (needs a C++ compiler; slow first step, left out of the timing)
   orth=project    the GEF step with the first-order gradient projection instead of the L_orth loss (orth_form=project)
   adam=loop       torch.optim.Adam's per-parameter Python loop (the Trainer's optimiser before it took fused=True)
   adam=foreach    torch.optim.Adam(foreach=True)
-Usage: python benchmarks/bench_throughput.py [--presets default paper] [--steps 20] [--variants base threads=1 channels_last]
+Usage: python benchmarks/bench_throughput.py [--presets default paper] [--steps 20] [--variants base threads=1 contiguous]
                                              [--batch N] [--patch N] [--device cpu|cuda] [--precision fp32|bf16]
 """
 import argparse, os, statistics, sys, tempfile, time
@@ -52,6 +54,8 @@ def build(kind: str, cfg, variant: str, out: str):
     from dtir.finetune import gef_step_fn
     from dtir.gef import snapshot_params
     if variant == 'orth=project': cfg = replace(cfg, orth_form='project')
+    if variant in ('channels_last', 'contiguous'): cfg = replace(cfg, channels_last=variant == 'channels_last')
+    if variant.startswith('arch='): cfg = replace(cfg, arch=variant.split('=', 1)[1])
     torch.manual_seed(0)
     net, _ = new_model(cfg, time=kind != 'plain', seed=0)
     sch = schedule_for(cfg)
@@ -65,17 +69,12 @@ def build(kind: str, cfg, variant: str, out: str):
             omega = {k: torch.rand_like(v) for k, v in theta0.items()}   # the importance's values do not change the step's cost
             sf = gef_step_fn(cfg, net, sch, theta0, omega, 0)
         else: sf = gef_step_fn(replace(cfg, gef=False), net, None, None, None, 0)
-    if variant == 'channels_last': net = net.to(memory_format=torch.channels_last)
     if variant == 'compile': net.forward = torch.compile(net.forward)
     tr = _trainer(cfg, net, bf, sf, out)
     if variant.startswith('adam='):
         kw = dict(fused=False, foreach=False) if variant == 'adam=loop' else {variant.split('=')[1]: True}
         tr.opt = torch.optim.Adam(tr.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **kw)
         tr.sched = torch.optim.lr_scheduler.LambdaLR(tr.opt, tr.sched.lr_lambdas[0])
-    if variant == 'channels_last':
-        inner = tr.batch_fn
-        tr.batch_fn = lambda i: {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.ndim == 4 else v
-                                 for k, v in inner(i).items()}
     return tr, bf
 
 
@@ -94,7 +93,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--presets', nargs='+', default=['default', 'paper'])
     ap.add_argument('--steps', type=int, default=20, help='timed steps per kind and variant (GEF mixes at p_mix within them)')
-    ap.add_argument('--variants', nargs='+', default=['base', 'threads=1', 'channels_last'])
+    ap.add_argument('--variants', nargs='+', default=['base', 'threads=1', 'contiguous'])
     ap.add_argument('--kinds', nargs='+', default=['pretrain', 'gef', 'plain'])
     ap.add_argument('--batch', type=int, default=0); ap.add_argument('--patch', type=int, default=0)
     ap.add_argument('--device', default='cpu')
@@ -144,7 +143,9 @@ def main():
                 print(f"  {kind:9} {v:14} {m*1e3:9.1f} {cfg.batch/m:8.1f} {tr.flops/1e9:11.2f} {tr.flops/m/1e9:8.1f} "
                       f"{tr.flops/m/pk['peak']:8.1%} {base/m:7.2f}x {(m/plain if plain else float('nan')):8.2f}x "
                       f"{outside[kind]/m:11.1%}", flush=True)
-            print(f"  params {count_params(runs[a.kinds[0], a.variants[0]].net)/1e6:.2f} M; mean over {a.steps} steps each, "
+            pc = {v: count_params(runs[k, v].net) for k, v in runs if k == a.kinds[0]}
+            ps = (f"{pc[a.variants[0]]/1e6:.2f} M" if len(set(pc.values())) == 1 else ', '.join(f'{v} {n/1e6:.2f} M' for v, n in pc.items()))
+            print(f"  params {ps}; mean over {a.steps} steps each, "
                   f"interleaved; 'vs base' > 1 is faster; 'vs plain' is the step's cost in plain steps (GEF target <= 1.3x)")
 
 

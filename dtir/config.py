@@ -114,6 +114,8 @@ class Preset:
     scale_pretrain_steps: tuple[int, ...] = (500, 1500, 5000)
     scale_corpus: tuple[str, ...] = ('builtin', 'bsds500:45', 'bsds500')   # pretrain_data[:corpus_size]
     scale_widths: tuple[int, ...] = (16, 32)
+    # other backbones in Setting B (analyses/11_backbones, --all): plain against ours per architecture of dtir.models.ARCHS
+    backbones: tuple[str, ...] = ('unet', 'nafnet', 'xrestormer')
 
 # %% ../nbs/00_config.ipynb #28f9a86c
 _TRUE, _FALSE = {'1', 'true', 'yes', 'on'}, {'0', 'false', 'no', 'off'}
@@ -192,6 +194,7 @@ def validate(p: Preset) -> Preset:
     if len(p.betas) != 2 or not all(0 <= b < 1 for b in p.betas): bad('betas', 'must be two numbers in [0, 1)')
     if not p.seeds: bad('seeds', 'must name at least one seed')
     if p.workers < 1: bad('workers', 'must be at least 1')
+    if not p.backbones: bad('backbones', 'must name at least one backbone')
     if not all(0 <= r <= 1 for r in p.mix_ratios): bad('mix_ratios', 'must lie in [0, 1]')
     for k in ('scale_pretrain_steps', 'scale_widths'):
         if not all(v >= 1 for v in getattr(p, k)): bad(k, 'must be >= 1')

@@ -98,6 +98,7 @@ FULL_ONLY: list[tuple[str, str]] = [
     ('mix', 'analyses/04_mix.ipynb'),
     ('compound', 'analyses/09_compound.ipynb'),
     ('scale', 'analyses/10_scale.ipynb'),
+    ('backbones', 'analyses/11_backbones.ipynb'),
 ]
 
 def nbs_dir() -> Path:
@@ -438,6 +439,8 @@ RESULTS_KEYS: dict[str, str] = {
     'scale': 'scale (--all): {pretrain_steps|corpus|width: {value: {task: {gain, full, plain[, plain_clean, gain_clean]: {mean, std, n}, '
              'id: {the same in distribution}, t_star}}}} (PSNR dB RGB crop 0, out of distribution; gain = full - plain_long per seed)',
     'scale_meta': 'scale: axes, x values, seeds, the selection used, trends per axis and task, runs',
+    'backbones': 'backbones (--all): {arch: {plain|ours: {task|avg: {psnr, ssim: {mean, std, n}}}, gain {mean, se}}} (RGB, crop 0, oracle prompt)',
+    'backbones_meta': 'backbones: archs, t* and steps per arch, seeds, parameters, the paper\'s Table 2 rows and gains, models that return their input, model folders',
 }
 
 def undocumented_keys(results: dict) -> list[str]:

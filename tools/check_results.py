@@ -130,6 +130,11 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
                 for t in cfg.scale_tasks:
                     for q in ('gain', 'full', 'plain'): need(f'scale.{axis}.{v}.{keys[t]}.{q}.mean', 'scale', axis, v, keys[t], q, 'mean')
         for axis in ('pretrain_steps', 'corpus', 'width'): need(f'scale_meta.trend.{axis}')
+        for a in cfg.backbones:
+            for r in ('plain', 'ours'):
+                for t in list(cfg.tasks) + ['avg']:
+                    for m in ('psnr', 'ssim'): need(f'backbones.{a}.{r}.{t}.{m}.mean', 'backbones', a, r, t, m, 'mean')
+            need(f'backbones.{a}.gain.mean', 'backbones', a, 'gain', 'mean')
         for c in [c for c in COMBOS if 'rain' in c.split('+') or 'raindrop' in c.split('+')]:
             for r in rows:
                 for m in ('psnr_y', 'ssim_y'): need(f'compound.{c}.{r}.{m}', 'compound', c, r, m)
