@@ -2,8 +2,11 @@
 
 For each preset size: the time of (a) a plain step (L_rec backward), (b) a GEF step without mixing (L_rec + L_reg),
 (c) a mixed GEF step (+ L_gen with layer decay), (d) a mixed GEF step with the batch orthogonality loss, and the average GEF
-step at p_mix (the paper's 10 %: 0.9 (b) + 0.1 (d)). Steps alternate between the variants so drift in machine load hits all.
+step at p_mix (the paper's 10 %: 0.9 (b) + 0.1 (d)); with `--orth-frac F ...` also the average when only a share F of the
+mixed steps computes L_orth (preset key orth_frac: 0.9 (b) + 0.1 (F (d) + (1 - F) (c))). Steps alternate between the
+variants so drift in machine load hits all.
 Usage: python benchmarks/bench_gef.py [--presets default paper] [--reps 5] [--batch N] [--patch N] [--device cpu|cuda]
+                                      [--orth-frac 0.5 0.25]
 """
 import argparse, statistics, time, sys
 import torch
@@ -52,6 +55,7 @@ if __name__ == '__main__':
     ap.add_argument('--reps', type=int, default=5)
     ap.add_argument('--batch', type=int, default=0); ap.add_argument('--patch', type=int, default=0)
     ap.add_argument('--device', default='cpu')
+    ap.add_argument('--orth-frac', nargs='*', type=float, default=[], help='also the average step when this share of mixed steps computes L_orth')
     a = ap.parse_args()
     for p in a.presets:
         cfg, n, med, avg = measure(p, a.reps, a.batch, a.patch, a.device)
@@ -62,4 +66,7 @@ if __name__ == '__main__':
         print(f"  GEF, mix (+L_gen)       {med['mix']*1e3:9.1f} ms  {med['mix']/b:.2f}x   (L_gen costs {(med['mix']-med['reg'])/b:+.2f}x)")
         print(f"  GEF, mix + L_orth       {med['mix_orth']*1e3:9.1f} ms  {med['mix_orth']/b:.2f}x   (L_orth costs {(med['mix_orth']-med['mix'])/b:+.2f}x)")
         print(f"  average GEF step at p_mix={cfg.p_mix}: {avg/b:.2f}x a plain step (target <= 1.3x)")
+        for f in a.orth_frac:
+            af = (1 - cfg.p_mix) * med['reg'] + cfg.p_mix * (f * med['mix_orth'] + (1 - f) * med['mix'])
+            print(f"  average at p_mix={cfg.p_mix}, orth_frac={f}: {af/b:.2f}x a plain step")
         sys.stdout.flush()

@@ -14,6 +14,7 @@ Variants (`--variants`) are interleaved step by step so that drift in machine lo
   arch=NAME       another backbone of dtir.models.ARCHS at the preset's size (the step time of each backbone)
   compile         torch.compile of the backbone (needs a C++ compiler; slow first step, left out of the timing)
   orth=project    the GEF step with the first-order gradient projection instead of the L_orth loss (orth_form=project)
+  orth_frac=F     the GEF step with L_orth on a share F of the mixed steps (the rest L_gen only)
   adam=loop       torch.optim.Adam's per-parameter Python loop (the Trainer's optimiser before it took fused=True)
   adam=foreach    torch.optim.Adam(foreach=True)
 Usage: python benchmarks/bench_throughput.py [--presets default paper] [--steps 20] [--variants base threads=1 contiguous]
@@ -54,6 +55,7 @@ def build(kind: str, cfg, variant: str, out: str):
     from dtir.finetune import gef_step_fn
     from dtir.gef import snapshot_params
     if variant == 'orth=project': cfg = replace(cfg, orth_form='project')
+    if variant.startswith('orth_frac='): cfg = replace(cfg, orth_frac=float(variant.split('=', 1)[1]))
     if variant in ('channels_last', 'contiguous'): cfg = replace(cfg, channels_last=variant == 'channels_last')
     if variant.startswith('arch='): cfg = replace(cfg, arch=variant.split('=', 1)[1])
     torch.manual_seed(0)
@@ -115,7 +117,7 @@ def main():
             runs, times, bt = {}, {}, {}
             for kind in a.kinds:
                 for v in a.variants:
-                    if v == 'orth=project' and kind != 'gef': continue
+                    if v.startswith('orth') and kind != 'gef': continue
                     tr, bf = build(kind, cfg, v, os.path.join(d, f'{kind}-{v}'))
                     runs[kind, v] = tr; times[kind, v] = []
                     if v == 'compile': tr.train_step()   # compilation happens here, not in the timing

@@ -27,7 +27,7 @@ DIFFUSION_KEYS = ('T', 'schedule', 've_smax', 'w_eps')
 PRETRAIN_KEYS = TRAIN_KEYS + DIFFUSION_KEYS + ('pretrain_steps', 'pretrain_data', 'corpus_size')
 PLAIN_KEYS = TRAIN_KEYS + ('fft_weight', 'pair_corpus')
 GEF_KEYS = ('finetune_steps', 'finetune_lr', 'fft_weight', 'tmgp', 'gef', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
-            'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers', 'k_shallow',
+            'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_frac', 'orth_gamma', 'gen_layers', 'k_shallow',
             'layer_decay', 'decay_a')
 FINETUNE_KEYS = PRETRAIN_KEYS + GEF_KEYS
 

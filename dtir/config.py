@@ -90,6 +90,7 @@ class Preset:
     orth: bool = True
     alpha_orth: float = 0.1
     orth_form: str = 'batch'            # batch|sample (the L_orth loss) | project (first-order gradient projection)
+    orth_frac: float = 1.0              # share of the mixed steps that compute the orthogonality term (1: every one, the paper)
     orth_gamma: float = 1.0
     gen_layers: str = 'shallow'         # shallow|deep|all|none: where L_gen gradients may act
     k_shallow: int = 2
@@ -208,6 +209,7 @@ def validate(p: Preset) -> Preset:
     if p.schedule not in ('vp', 've', 'cosine'): bad('schedule', "must be one of vp, ve, cosine")
     if p.importance not in ('abs', 'fisher'): bad('importance', 'must be abs or fisher')
     if p.orth_form not in ('batch', 'sample', 'project'): bad('orth_form', 'must be batch, sample or project')
+    if not 0 < p.orth_frac <= 1: bad('orth_frac', 'must lie in (0, 1] (orth=false turns the term off)')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
     if p.match_mode not in MATCH_MODES: bad('match_mode', f"must be one of {', '.join(MATCH_MODES)}")
     if p.mixed_precision not in ('no', 'bf16'):

@@ -61,12 +61,13 @@ def gef_step_fn(cfg: Preset, net, schedule, theta0: dict | None, omega: dict | N
             (L_rec * scale).backward()
             return {'loss_rec': L_rec.item()}
         mixed = plan.mix and mix_iteration(step, cfg.p_mix, seed)
+        orth = plan.orth_now(step, seed) if mixed else None   # orth_frac < 1: some mixed steps are L_gen only
         L_gen = None
-        if mixed:   # L_gen = L_pre, the loss pre-training optimised (its eps term included)
+        if mixed and (plan.gen or orth):   # L_gen = L_pre, the loss pre-training optimised (its eps term included)
             L_gen = pretrain_loss(net, batch.get('gen_x', x), schedule, t=batch['gen_t'], eps=batch['gen_eps'], w_eps=cfg.w_eps, reduce=not sample)[0]
         t_mean = float(t.float().mean()) if t is not None else 1.0
         last.update(t=t_mean, mixed=mixed)
-        logs = gef_backward(net, L_rec, L_gen, None, plan.gen, plan.gen_weights(t_mean), alpha=plan.alpha, orth=plan.orth_form,
+        logs = gef_backward(net, L_rec, L_gen, None, plan.gen, plan.gen_weights(t_mean), alpha=plan.alpha, orth=orth,
                             scale=scale, orth_params=plan.orth, gamma=cfg.orth_gamma)
         logs.pop('reg', None)
         if use_reg and cfg.reg_apply == 'grad' and plan.reg_now(mixed):   # closed-form gradient of L_reg, no graph

@@ -438,6 +438,7 @@ def gef_backward(net: nn.Module,
 # %% ../nbs/20_gef.ipynb #ec4ebe81
 _M64 = (1 << 64) - 1
 _PHI = (math.sqrt(5) - 1) / 2
+_ORTH_SEED = 0x6F727468   # offsets the seed of the orth_frac draws from the mix schedule's
 
 def _splitmix64(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & _M64
@@ -473,6 +474,7 @@ class GefPlan:
     reg_apply: str = 'grad'                   # grad|decoupled
     layer_decay: bool = True
     decay_a: float = 0.05
+    orth_frac: float = 1.0                    # share of the mixed steps that compute the orthogonality term
 
     def _decay(self, names: list[str], t_star: float) -> dict[str, float] | None:
         return layer_decay_weights(names, t_star, self.decay_a) if self.layer_decay and names else None
@@ -485,6 +487,10 @@ class GefPlan:
     def reg_now(self, mixed: bool) -> bool:
         "Does L_reg act on this step?"
         return self.reg and (self.reg_when == 'every' or mixed)
+    def orth_now(self, step: int, seed: int) -> str | None:
+        "The orthogonality form on mixed step `step` (None: this mixed step is L_gen only): all of them at `orth_frac` 1, else a seeded draw per step."
+        if self.orth_form is None or self.orth_frac >= 1: return self.orth_form
+        return self.orth_form if mix_iteration(step, self.orth_frac, seed ^ _ORTH_SEED, 'random') else None
 
 def gef_plan(net: nn.Module, cfg) -> GefPlan:
     "The plan of GEF terms for `net` under a preset's switches (gef, tmgp, mix, p_mix, gen_layers, k_shallow, orth, reg, ...)."
@@ -494,4 +500,4 @@ def gef_plan(net: nn.Module, cfg) -> GefPlan:
     orth = bool(cfg.orth and theta_s)
     mix = bool(cfg.mix and cfg.p_mix > 0 and (gen or orth))
     return GefPlan(True, gen, theta_s, mix, cfg.orth_form if orth else None, cfg.alpha_orth if orth else 0.0, bool(cfg.reg),
-                   cfg.reg_when, cfg.reg_apply, cfg.layer_decay, cfg.decay_a)
+                   cfg.reg_when, cfg.reg_apply, cfg.layer_decay, cfg.decay_a, cfg.orth_frac)

@@ -155,7 +155,7 @@ SELECTION_KEYS = ('data', 'patch', 'batch', 'augment', 'val_size', 'n_val', 'arc
                   'dec_blocks', 'lr', 'lr_min', 'betas', 'weight_decay', 'warmup', 'grad_clip', 'grad_accum', 'ema', 'T',
                   'schedule', 've_smax', 'w_eps', 'pretrain_steps', 'finetune_steps', 'select_steps', 'match_images',
                   'match_stride', 'match_mode', 'mix', 'p_mix', 'reg', 'lam_reg', 'reg_norm', 'reg_when', 'reg_apply',
-                  'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_gamma', 'gen_layers',
+                  'importance', 'importance_batches', 'orth', 'alpha_orth', 'orth_form', 'orth_frac', 'orth_gamma', 'gen_layers',
                   'k_shallow', 'layer_decay', 'decay_a', 'fft_weight', 'finetune_lr', 'pretrain_data', 'corpus_size')   # what a selection depends on (a committed file is checked on them)
 
 def selections(cfg: Preset, root: str | Path, tasks, grid_name: str, data: str = 'builtin', log=progress) -> dict:

@@ -1,10 +1,14 @@
-"""`orth_form=batch` (the L_orth loss) against `orth_form=project` (first-order gradient projection) on validation.
+"""The orthogonality term's cheaper forms against the L_orth loss, on validation.
 
 For every Setting A task: `full` at the task's committed selection (`select_source` of the preset), `finetune_steps`
-steps, every seed of the preset, once per form, scored by validation PSNR (in-distribution validation crops of the
-training photos; no test crop is read). Runs are cached in the artifacts folder of a run (`--root`), so the loss-form
-models of a finished `make reproduce` are reused and only the projection runs train (in a `JobPool` of `workers`).
+steps, every seed of the preset, once per variant, scored by validation PSNR (in-distribution validation crops of the
+training photos; no test crop is read). A variant is a `key=value` preset override applied to `full`'s settings; the
+first one is the reference the others are compared with. The defaults compare `orth_form=batch` (the L_orth loss, what
+Setting A trains) with `orth_form=project` (first-order gradient projection); `orth_frac=F` computes the loss on a share F
+of the mixed steps. Runs are cached in the artifacts folder of a run (`--root`), so the loss-form models of a finished
+`make reproduce` are reused and only the other variants train (in a `JobPool` of `workers`).
 Usage: python tools/orth_form_val.py [--preset default] [--root outputs/default/artifacts] [--out FILE.json]
+                                     [--variants orth_form=batch orth_form=project orth_frac=0.25] [--seeds 0 1] [--tasks rain]
 """
 import argparse, json
 from dataclasses import replace
@@ -14,6 +18,10 @@ from pathlib import Path
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--preset', default='default'); ap.add_argument('--root', default=None); ap.add_argument('--out', default=None)
+    ap.add_argument('--variants', nargs='+', default=['orth_form=batch', 'orth_form=project'],
+                    help='key=value overrides of full, the first the reference (default: the loss against the projection)')
+    ap.add_argument('--seeds', nargs='+', type=int, default=None, help="default: the preset's seeds")
+    ap.add_argument('--tasks', nargs='+', default=None, help="default: the preset's Setting A tasks")
     a = ap.parse_args(argv)
     from dtir.config import load_preset
     from dtir.artifacts import finetuned
@@ -21,27 +29,30 @@ def main(argv=None):
     from dtir.launch import job_pool
     from dtir.runner import progress
     cfg = load_preset(a.preset)
+    checked = {v: load_preset(a.preset, [v]) for v in a.variants}   # each override is a known key with a valid value
+    over = {v: {k: getattr(c, k) for k in [v.split('=', 1)[0]]} for v, c in checked.items()}
+    seeds = list(a.seeds if a.seeds is not None else cfg.seeds)
+    tasks = list(a.tasks or cfg.setting_a_tasks)
     root = Path(a.root or f'outputs/{a.preset}/artifacts').resolve()   # absolute, as dtir reproduce names it: a model's key holds its pre-trained model's path
-    tasks = list(cfg.setting_a_tasks)
     sel = selections(cfg, root, tasks, grid_for(a.preset)[0])
-    models = {}
+    full = {task: row_settings(cfg, root, task, sel[task])['full'] for task in tasks}   # `full` exactly as Setting A trains it
+    models = {}   # (pre-training and matching above, in this process: the runs below need their models)
     with job_pool(cfg, log=progress):
-        for task in tasks:
-            cf, pre, t = row_settings(cfg, root, task, sel[task])['full']   # `full` exactly as Setting A trains it
-            for form in ('batch', 'project'):
-                for seed in cfg.seeds:
-                    c = replace(cf, orth_form=form)
-                    models[task, form, seed] = (c, finetuned(c, root, task, t, pre, seed=seed, steps=cfg.finetune_steps))
-    res = {f'{t}/{f}/{s}': val_psnr(m, c, t) for (t, f, s), (c, m) in models.items()}
-    print(f"validation PSNR (dB, in distribution), {cfg.finetune_steps} steps, seeds {list(cfg.seeds)}")
-    print(f"  {'task':10}{'batch (loss)':>14}{'project':>10}{'project - batch':>17}")
-    diffs = []
+        for task, (cf, pre, t) in full.items():
+            for v in a.variants:
+                for seed in seeds:
+                    c = replace(cf, **over[v])
+                    models[task, v, seed] = (c, finetuned(c, root, task, t, pre, seed=seed, steps=cfg.finetune_steps))
+    res = {f'{t}/{v}/{s}': val_psnr(m, c, t) for (t, v, s), (c, m) in models.items()}
+    ref = a.variants[0]
+    print(f"validation PSNR (dB, in distribution), {cfg.finetune_steps} steps, seeds {seeds}; differences against {ref}")
+    print(f"  {'task':10}" + ''.join(f'{v:>22}' for v in a.variants))
+    diffs = {v: [] for v in a.variants[1:]}
     for t in tasks:
-        b = sum(res[f'{t}/batch/{s}'] for s in cfg.seeds) / len(cfg.seeds)
-        p = sum(res[f'{t}/project/{s}'] for s in cfg.seeds) / len(cfg.seeds)
-        diffs.append(p - b)
-        print(f"  {t:10}{b:14.2f}{p:10.2f}{p - b:+17.2f}")
-    print(f"  mean difference {sum(diffs) / len(diffs):+.2f} dB")
+        m = {v: sum(res[f'{t}/{v}/{s}'] for s in seeds) / len(seeds) for v in a.variants}
+        for v in diffs: diffs[v].append(m[v] - m[ref])
+        print(f"  {t:10}{m[ref]:22.2f}" + ''.join(f'{m[v]:14.2f} ({m[v] - m[ref]:+.2f})' for v in a.variants[1:]))
+    for v, d in diffs.items(): print(f"  mean difference {v} - {ref}: {sum(d) / len(d):+.2f} dB")
     if a.out: Path(a.out).write_text(json.dumps(res, indent=1))
 
 
