@@ -5,7 +5,7 @@ TORCH  ?= torch==2.13.0
 PRESET ?= default
 BIN     = $(VENV)/bin
 
-.PHONY: setup setup-dev reproduce smoke test nbtest pytest export clean-nbs readme check-clean
+.PHONY: setup setup-dev reproduce smoke test unit-tests smoke-check nbtest pytest export clean-nbs readme check-clean
 
 # torch first, pinned: an unpinned torch (or one pulled in by another package) fetches gigabytes of CUDA wheels.
 $(BIN)/python:
@@ -32,11 +32,31 @@ reproduce: $(VENV)/.core
 smoke: $(VENV)/.core
 	$(BIN)/dtir reproduce --preset smoke --out outputs/smoke
 
-## Notebook tests (smoke presets) then pytest.
+## The library's notebook tests and pytest, side by side with every analysis notebook (--all) at the smoke preset
+## through `dtir reproduce` (one run folder, so the notebooks share their models, as in the main job) and a check of
+## every results key and figure. nbdev-test leaves nbs/analyses/ to that run: executed by nbdev-test, each analysis
+## notebook trained all its models again in a folder of its own (9 of the 10.4 minutes nbdev-test took on the 2-core CPU,
+## on top of the same notebooks in the smoke run). The smoke run is mostly single-threaded Python at its tiny sizes, so
+## the unit tests run beside it (make -j2); each part prints its output when it ends. CHECK_FLAGS adds options to
+## tools/check_results.py (CI: --browser FILE).
+SMOKE_OUT   ?= outputs/smoke
+CHECK_FLAGS ?=
+REAL_FLAG    = $(if $(wildcard ../shared/data/rain100l),--real,)
 test: $(VENV)/.dev
-	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+	@echo "make test: the smoke analyses (--all) and the unit tests (nbdev-test, pytest) side by side; each prints its output when it ends"
+	$(MAKE) -j2 --no-print-directory --output-sync=target smoke-check unit-tests
 
+## nbdev-test of the library's notebooks, then pytest
+unit-tests: $(VENV)/.dev
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --skip-folder-re '^([_.]|analyses$$)'
+	$(BIN)/python -m pytest -q --durations=8; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+## every analysis notebook at the smoke preset, then the check of its results keys, figures and report
+smoke-check: $(VENV)/.dev
+	$(BIN)/dtir reproduce --preset smoke --all --out $(SMOKE_OUT)
+	$(BIN)/python tools/check_results.py $(SMOKE_OUT) --all $(REAL_FLAG) $(CHECK_FLAGS)
+
+## nbdev-test of every notebook, the analysis notebooks included (each at smoke, in a temporary folder of its own)
 nbtest: $(VENV)/.dev
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 
