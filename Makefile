@@ -37,14 +37,15 @@ smoke: $(VENV)/.core
 ## every results key and figure. nbdev-test leaves nbs/analyses/ to that run: executed by nbdev-test, each analysis
 ## notebook trained all its models again in a folder of its own (9 of the 10.4 minutes nbdev-test took on the 2-core CPU,
 ## on top of the same notebooks in the smoke run). The smoke run is mostly single-threaded Python at its tiny sizes, so
-## the unit tests run beside it (make -j2); each part prints its output when it ends. CHECK_FLAGS adds options to
-## tools/check_results.py (CI: --browser FILE).
+## the unit tests run beside it (make -j2), each side on one thread: with torch's default two threads per process on
+## two cores, OpenMP's waiting threads made the smoke run's timestep notebook take 414 s instead of 44 s. Each part
+## prints its output when it ends. CHECK_FLAGS adds options to tools/check_results.py (CI: --browser FILE).
 SMOKE_OUT   ?= outputs/smoke
 CHECK_FLAGS ?=
 REAL_FLAG    = $(if $(wildcard ../shared/data/rain100l),--real,)
 test: $(VENV)/.dev
 	@echo "make test: the smoke analyses (--all) and the unit tests (nbdev-test, pytest) side by side; each prints its output when it ends"
-	$(MAKE) -j2 --no-print-directory --output-sync=target smoke-check unit-tests
+	OMP_NUM_THREADS=1 $(MAKE) -j2 --no-print-directory --output-sync=target smoke-check unit-tests
 
 ## nbdev-test of the library's notebooks, then pytest
 unit-tests: $(VENV)/.dev
