@@ -29,8 +29,10 @@ def main(argv=None):
     from dtir.launch import job_pool
     from dtir.runner import progress
     cfg = load_preset(a.preset)
-    checked = {v: load_preset(a.preset, [v]) for v in a.variants}   # each override is a known key with a valid value
-    over = {v: {k: getattr(c, k) for k in [v.split('=', 1)[0]]} for v, c in checked.items()}
+    over = {}   # variant -> {key: typed value}; load_preset refuses an unknown key or an invalid value
+    for v in a.variants:
+        key = v.split('=', 1)[0]
+        over[v] = {key: getattr(load_preset(a.preset, [v]), key)}
     seeds = list(a.seeds if a.seeds is not None else cfg.seeds)
     tasks = list(a.tasks or cfg.setting_a_tasks)
     root = Path(a.root or f'outputs/{a.preset}/artifacts').resolve()   # absolute, as dtir reproduce names it: a model's key holds its pre-trained model's path
