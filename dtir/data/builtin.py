@@ -101,8 +101,9 @@ class PatchSampler:
     def __repr__(self): return f'PatchSampler({len(self.images)} images, patch={self.patch}, batch={self.batch}, augment={self.augment}, seed={self.seed})'
 
 # %% ../../nbs/01_data_builtin.ipynb #6514a7ef
-def _root_images(root) -> list[tuple[str, np.ndarray]]:
-    from dtir.data.io import IMAGE_EXTS, read_image
+def _root_files(root) -> list[tuple[str, Path]]:
+    "(name, path) of every image of a clean-image folder, in name order; nothing is decoded."
+    from dtir.data.io import IMAGE_EXTS
     from dtir.data.paired import clean_folder
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'clean-image folder not found: {root}')
@@ -112,7 +113,7 @@ def _root_images(root) -> list[tuple[str, np.ndarray]]:
         files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         tag = root.parent.name if root.name in ('target', 'gt', 'GT', 'clean') else root.name
     if not files: raise FileNotFoundError(f'no images in clean-image folder {root}')
-    return [(f'{tag}/{p.stem}', read_image(p)) for p in files]
+    return [(f'{tag}/{p.stem}', p) for p in files]
 
 def clean_eval_images(size: int,          # crop size (px); 0 = full images (returns a list of tensors)
                       n: int,             # number of crops; 0 = every image once
@@ -120,20 +121,24 @@ def clean_eval_images(size: int,          # crop size (px); 0 = full images (ret
                       seed: int = 0,      # seed of the non-centre crop positions
                      ) -> tuple:
     "Fixed evaluation crops: (Tensor (n,3,size,size) or list of (3,H,W) tensors when size=0, names)."
+    from dtir.data.io import image_size, read_image
     if size < 0 or n < 0: raise ValueError(f'clean_eval_images: size and n must be >= 0 (got size={size}, n={n})')
-    groups = [[(f'builtin/{k}', a) for k, a in builtin_images('test')]] + [_root_images(r) for r in roots]
-    imgs = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]
+    groups = [[(f'builtin/{k}', a) for k, a in builtin_images('test')]] + [_root_files(r) for r in roots]
+    order = [g[i] for i in range(max(map(len, groups))) for g in groups if i < len(g)]   # the groups interleaved
+    def hw(a): return a.shape[:2] if isinstance(a, np.ndarray) else image_size(a)   # a file's from its header
+    def pixels(sel): return [(k, a if isinstance(a, np.ndarray) else read_image(a)) for k, a in sel]
     if size == 0:
-        sel = imgs if n == 0 else imgs[:n]
+        sel = pixels(order if n == 0 else order[:n])
         return [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for _, a in sel], [k for k, _ in sel]
-    small = [f"'{k}' ({a.shape[0]}x{a.shape[1]})" for k, a in imgs if min(a.shape[:2]) < size]
+    small = [f"'{k}' ({h}x{w})" for k, a in order for h, w in [hw(a)] if min(h, w) < size]
     if small: raise ValueError(f'clean_eval_images: image(s) smaller than size {size}: {", ".join(small)}')
-    n = n or len(imgs)
+    n = n or len(order)
+    imgs = pixels(order[:n])   # only the images a crop comes from are decoded (a set of 68 photos, 4 crops: 4 decodes)
     out, names = np.empty((n, 3, size, size), dtype=np.float32), []
     for k in range(n):
-        key, a = imgs[k % len(imgs)]
+        key, a = imgs[k % len(order)]
         H, W = a.shape[:2]
-        if k < len(imgs): i, j = (H - size) // 2, (W - size) // 2
+        if k < len(order): i, j = (H - size) // 2, (W - size) // 2
         else:
             g = np.random.default_rng(np.random.SeedSequence([seed, k]))
             i, j = int(g.integers(H - size + 1)), int(g.integers(W - size + 1))

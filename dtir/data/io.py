@@ -165,6 +165,19 @@ def read_image(path,  # image file (see IMAGE_EXTS)
     return _to_rgb(decode_image(path)[0], path)
 
 # %% ../../nbs/01d_io.ipynb #351afe38
+def _png_orientation(path) -> int:
+    "The EXIF orientation of a PNG (1 without an eXIf chunk), from its chunk headers: no pixel is decoded."
+    from PIL import Image
+    with open(path, 'rb') as f:
+        if f.read(8) != b'\x89PNG\r\n\x1a\n': raise ImageReadError(f'{path}: not a PNG file')
+        while len(head := f.read(8)) == 8 and head[4:] != b'IEND':
+            n = int.from_bytes(head[:4], 'big')
+            if head[4:] == b'eXIf':
+                ex = Image.Exif(); ex.load(b'Exif\x00\x00' + f.read(n))
+                return int(ex.get(0x0112, 1))
+            f.seek(n + 4, 1)   # the chunk's data and CRC
+    return 1
+
 def image_size(path) -> tuple[int, int]:
     "Upright (H, W) of an image file from its header (TIFF: first page), within `MAX_PIXELS`; errors name the file."
     path = Path(path)
@@ -177,7 +190,10 @@ def image_size(path) -> tuple[int, int]:
                 h, w, tag = int(pg.imagelength), int(pg.imagewidth), pg.tags.get('Orientation')
                 o = int(tag.value) if tag else 1
         else:
-            with _pil_open(path) as im: (w, h), o = im.size, int(im.getexif().get(0x0112, 1))
+            with _pil_open(path) as im:
+                w, h = im.size
+                # Pillow's getexif() decodes a whole PNG to find an eXIf chunk after the pixels: walk the chunks instead
+                o = _png_orientation(path) if im.format == 'PNG' else int(im.getexif().get(0x0112, 1))
         _check_pixels(path, h, w)
         return (w, h) if o in (5, 6, 7, 8) else (h, w)
     except ImageReadError: raise
