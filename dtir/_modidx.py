@@ -649,6 +649,7 @@ d = { 'settings': { 'branch': 'main',
                              'dtir.unires.estimator_weights': ('unires.html#estimator_weights', 'dtir/unires.py'),
                              'dtir.unires.grid_select': ('unires.html#grid_select', 'dtir/unires.py'),
                              'dtir.unires.mix_scorer': ('unires.html#mix_scorer', 'dtir/unires.py'),
+                             'dtir.unires.mix_scorers': ('unires.html#mix_scorers', 'dtir/unires.py'),
                              'dtir.unires.uniform_weights': ('unires.html#uniform_weights', 'dtir/unires.py'),
                              'dtir.unires.unires_mix': ('unires.html#unires_mix', 'dtir/unires.py'),
                              'dtir.unires.with_fidelity': ('unires.html#with_fidelity', 'dtir/unires.py')}}}

@@ -17,7 +17,7 @@ from .models.core import restore
 # %% auto #0
 __all__ = ['COMBOS', 'APPLY_ORDER', 'W_MIN', 'W_MAX', 'FID_GRID', 'combo_tasks', 'compound_degrade', 'compound_set',
            'check_weights', 'down_up', 'unires_mix', 'candidates', 'with_fidelity', 'uniform_weights',
-           'estimator_weights', 'grid_select', 'mix_scorer']
+           'estimator_weights', 'grid_select', 'mix_scorers', 'mix_scorer']
 
 # %% ../nbs/25_unires.ipynb #a80eae9f
 COMBOS = ('rain+noise', 'haze+lowlight', 'blur+jpeg', 'snow+haze', 'rain+noise+jpeg')
@@ -80,7 +80,9 @@ def unires_mix(specialists: list,        # [(net, t), ...]: the K specialists an
                eta: float = 1.0,         # step size
                fidelity=None,            # (net, t) of the fidelity component (None: its weight must be 0)
                fid_scale: int = 2,       # down-up-sampling factor of the fidelity component's input
-               bs: int = 8) -> Tensor:
+               bs: int = 8,
+               every_step: bool = False, # return the list of the S estimates after steps 1..S (each the s-step mix's output)
+              ) -> Tensor | list[Tensor]:
     "Restore `y` by S steps that each move the estimate by the weighted mix of the specialists' residuals."
     if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
     K = len(specialists)
@@ -89,19 +91,19 @@ def unires_mix(specialists: list,        # [(net, t), ...]: the K specialists an
     if w.shape[0] not in (1, len(y)): raise ValueError(f"per-image weights need {len(y)} rows, got {w.shape[0]}")
     if fidelity is None and w[:, K].abs().max() > 0: raise ValueError("a non-zero fidelity weight needs the fidelity component")
     dev = next(specialists[0][0].parameters()).device
-    out = []
+    out = [[] for _ in range(steps)]   # per step, the estimates of the chunks
     for i in range(0, len(y), bs):
         x = y[i:i + bs].to(dev)
         wb = (w if w.shape[0] == 1 else w[i:i + bs]).to(dev)
-        for _ in range(steps):
+        for s in range(steps):
             d = torch.zeros_like(x)
             for k, (net, t) in enumerate(specialists):
                 if wb[:, k].abs().max() > 0: d += wb[:, k].view(-1, 1, 1, 1) * (restore(net, x, t) - x)
             if wb[:, K].abs().max() > 0:
                 d += wb[:, K].view(-1, 1, 1, 1) * (restore(fidelity[0], down_up(x, fid_scale), fidelity[1]) - x)
             x = (x + eta * d).clamp(0, 1)
-        out.append(x.cpu())
-    return torch.cat(out)
+            if every_step or s == steps - 1: out[s].append(x.cpu())
+    return [torch.cat(o) for o in out] if every_step else torch.cat(out[-1])
 
 # %% ../nbs/25_unires.ipynb #66d3b0b8
 FID_GRID = (-0.2, 0.0, 0.2, 0.4)
@@ -158,9 +160,21 @@ def grid_select(score_fn, K: int, fid: bool = True) -> dict:
     return dict(weights=best[1], score=best[0], stage1=dict(weights=w1, score=s1), n_candidates=len(first), fidelity=trail)
 
 # %% ../nbs/25_unires.ipynb #8b89fc0c
+def mix_scorers(specialists, y: Tensor, x: Tensor, steps=(1, 2, 3), eta: float = 1.0, fidelity=None,
+                fid_scale: int = 2) -> dict:
+    "{S: `score_fn(w)`} for `grid_select`, S in `steps`: mean PSNR of the S-step `unires_mix` on validation pairs (y, x); one max(S)-step run per weight vector serves every S."
+    from dtir.metrics import psnr
+    steps = sorted({int(s) for s in steps})
+    if not steps or steps[0] < 1: raise ValueError(f"steps must be integers >= 1, got {steps}")
+    memo = {}
+    def scores(w) -> list[float]:
+        k = tuple(check_weights(w).flatten().tolist())
+        if k not in memo:
+            est = unires_mix(specialists, y, w, steps[-1], eta, fidelity, fid_scale, every_step=True)
+            memo[k] = [float(psnr(e, x).mean()) for e in est]
+        return memo[k]
+    return {S: (lambda w, S=S: scores(w)[S - 1]) for S in steps}
+
 def mix_scorer(specialists, y: Tensor, x: Tensor, steps: int = 3, eta: float = 1.0, fidelity=None, fid_scale: int = 2):
     "`score_fn(w)` for `grid_select`: mean PSNR of `unires_mix` with weights `w` on validation pairs (y, x)."
-    from dtir.metrics import psnr
-    def score_fn(w):
-        return float(psnr(unires_mix(specialists, y, w, steps, eta, fidelity, fid_scale), x).mean())
-    return score_fn
+    return mix_scorers(specialists, y, x, [steps], eta, fidelity, fid_scale)[steps]
