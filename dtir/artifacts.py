@@ -216,8 +216,8 @@ REAL_SETS = {
 }
 
 def real_image_cap(cfg: Preset, real_max_images: int | None = None) -> int:
-    "Images per real set: an explicit cap, or max(n_eval, 10) when the preset evaluates a subset (n_eval > 0), else all (0)."
+    "Images per real set: an explicit cap, or n_eval when the preset evaluates a subset (n_eval > 0), else all (0)."
     if real_max_images is not None:
         if real_max_images < 0: raise ValueError(f"real_max_images must be None or >= 0, got {real_max_images}")
         return int(real_max_images)
-    return max(cfg.n_eval, 10) if cfg.n_eval > 0 else 0
+    return cfg.n_eval if cfg.n_eval > 0 else 0
