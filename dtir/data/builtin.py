@@ -21,8 +21,13 @@ def _skimage(name):
     return d.stereo_motorcycle()[0] if name == 'motorcycle' else getattr(d, name)()
 
 def _sklearn(name):
-    from sklearn.datasets import load_sample_image
-    return load_sample_image(f'{name}.jpg')
+    "scikit-learn's sample photo `name`.jpg, read as `load_sample_image` reads it (Pillow), from the installed package's data."
+    # not through sklearn.datasets: importing scikit-learn adds about 2 s to every process that trains (a CLI command, a kernel, a test)
+    import importlib.util
+    from PIL import Image
+    spec = importlib.util.find_spec('sklearn')   # finds the package without importing it
+    if spec is None or not spec.submodule_search_locations: raise ModuleNotFoundError("scikit-learn is not installed")
+    with Image.open(Path(spec.submodule_search_locations[0]) / 'datasets' / 'images' / f'{name}.jpg') as im: return np.asarray(im)
 
 BUILTIN_SPLITS = dict(
     train=(('astronaut', _skimage), ('rocket', _skimage), ('motorcycle', _skimage),
