@@ -14,7 +14,7 @@ from dtir.train import RunSpec, Trainer, read_log, step_generator
 
 torch.set_num_threads(1)
 
-PRE_STEPS, PRE_KILL = 400, 60
+PRE_STEPS, PRE_KILL = 200, 60   # about 30 ms a smoke step: the kill lands with over 100 steps to go
 PRE_SET = [f'pretrain_steps={PRE_STEPS}', 'ckpt_every=20', 'log_every=20']
 FT_STEPS, FT_KILL = 120, 40
 FT_SET = [f'finetune_steps={FT_STEPS}', 'ckpt_every=20', 'log_every=20', 'p_mix=0.5', 'mix=1', 'reg=1', 'orth=1']
