@@ -165,18 +165,16 @@ def read_image(path,  # image file (see IMAGE_EXTS)
     return _to_rgb(decode_image(path)[0], path)
 
 # %% ../../nbs/01d_io.ipynb #351afe38
-def _png_orientation(path) -> int:
-    "The EXIF orientation of a PNG (1 without an eXIf chunk), from its chunk headers: no pixel is decoded."
-    from PIL import Image
+def _png_late_metadata(path) -> bool:
+    "Whether a PNG has a metadata chunk (eXIf, tEXt, zTXt, iTXt) after its pixel data, from the chunk headers alone."
     with open(path, 'rb') as f:
-        if f.read(8) != b'\x89PNG\r\n\x1a\n': raise ImageReadError(f'{path}: not a PNG file')
+        if f.read(8) != b'\x89PNG\r\n\x1a\n': return True   # not a PNG after all: let Pillow read it the long way
+        idat = False
         while len(head := f.read(8)) == 8 and head[4:] != b'IEND':
-            n = int.from_bytes(head[:4], 'big')
-            if head[4:] == b'eXIf':
-                ex = Image.Exif(); ex.load(b'Exif\x00\x00' + f.read(n))
-                return int(ex.get(0x0112, 1))
-            f.seek(n + 4, 1)   # the chunk's data and CRC
-    return 1
+            if head[4:] == b'IDAT': idat = True
+            elif idat and head[4:] in (b'eXIf', b'tEXt', b'zTXt', b'iTXt'): return True
+            f.seek(int.from_bytes(head[:4], 'big') + 4, 1)   # the chunk's data and CRC
+    return False
 
 def image_size(path) -> tuple[int, int]:
     "Upright (H, W) of an image file from its header (TIFF: first page), within `MAX_PIXELS`; errors name the file."
@@ -190,10 +188,13 @@ def image_size(path) -> tuple[int, int]:
                 h, w, tag = int(pg.imagelength), int(pg.imagewidth), pg.tags.get('Orientation')
                 o = int(tag.value) if tag else 1
         else:
+            from PIL import Image
             with _pil_open(path) as im:
                 w, h = im.size
-                # Pillow's getexif() decodes a whole PNG to find an eXIf chunk after the pixels: walk the chunks instead
-                o = _png_orientation(path) if im.format == 'PNG' else int(im.getexif().get(0x0112, 1))
+                # a PNG's getexif() decodes the pixels to reach metadata stored after them; with none there, the metadata
+                # Pillow read from the header (EXIF, ImageMagick's raw profile, XMP) gives the same orientation undecoded
+                late = im.format == 'PNG' and _png_late_metadata(path)
+                o = int((im.getexif() if im.format != 'PNG' or late else Image.Image.getexif(im)).get(0x0112, 1))
         _check_pixels(path, h, w)
         return (w, h) if o in (5, 6, 7, 8) else (h, w)
     except ImageReadError: raise
