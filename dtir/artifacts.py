@@ -17,8 +17,8 @@ from .launch import run_job
 __all__ = ['TRAIN_KEYS', 'DIFFUSION_KEYS', 'PRETRAIN_KEYS', 'PLAIN_KEYS', 'GEF_KEYS', 'FINETUNE_KEYS', 'ROWS', 'PAPER_REG',
            'ROW_OVERRIDES', 'PLAIN_ROWS', 'SEEDED_ROWS', 'ABLATION_ROWS', 'UNIFY_KEYS', 'DIFFUIR_ROWS', 'REAL_SETS',
            'key_of', 'pretrained', 'matched', 'finetuned', 'row_steps', 'row_seeds', 'row_skip', 'table_rows',
-           'row_model', 'unified', 'unify_steps', 'unify_model', 'estimator_model', 'diffuir_rows', 'diffuir_model',
-           'diffuir_row', 'real_image_cap']
+           'row_model', 'unified', 'unify_steps', 'unify_tstars', 'unify_model', 'estimator_model', 'diffuir_rows',
+           'diffuir_model', 'diffuir_row', 'real_image_cap']
 
 # %% ../nbs/16_artifacts.ipynb #d55cc685
 TRAIN_KEYS = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'arch', 'width', 'enc_blocks', 'middle_blocks',
@@ -155,6 +155,12 @@ def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
     "Training steps of a unified TIT run (its `stage_budget` plan), which the compared rows also get."
     from dtir.tit import tit_stages, stage_budget
     return sum(s for s, _ in stage_budget(cfg, tit_stages(t_stars, True, cfg.tit_group)))
+
+def unify_tstars(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress,
+                 tasks=None) -> dict[str, int]:
+    "The unified setting's prompts: t* of `tasks` (default `cfg.tasks`) under `cfg.unify_match_mode`, from the same matching curves as `matched`."
+    s = matched(cfg, pre, data, cache, log=log, tasks=tasks)
+    return {k: int(r[cfg.unify_match_mode]['t_star']) for k, r in s['tasks'].items()}
 
 def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
                 seed: int | None = None, log=progress) -> Path:

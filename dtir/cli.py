@@ -247,7 +247,7 @@ def _evaluate_parser(sub):
 # %% ../nbs/90_cli.ipynb #5dfa6205
 def _cmd_unify(a) -> int:
     from dataclasses import replace
-    from dtir.artifacts import matched
+    from dtir.artifacts import unify_tstars
     from dtir.tit import unify, tit_stages, copy_model
     from dtir.estimator import train_estimator, load_estimator
     cfg = _cfg(a)
@@ -256,7 +256,7 @@ def _cmd_unify(a) -> int:
     if a.no_moe: cfg = replace(cfg, moe=False)
     if not Path(a.ckpt).exists(): raise FileNotFoundError(f"--ckpt {a.ckpt}: pre-trained model folder not found")
     out = Path(a.out)
-    ts = {k: int(v) for k, v in matched(cfg, a.ckpt, data=a.data, cache=out / 'match', log=print)['t_star'].items()}
+    ts = unify_tstars(cfg, a.ckpt, data=a.data, cache=out / 'match', log=print)   # the prompts under unify_match_mode
     print('t* ' + ', '.join(f'{k}={v}' for k, v in ts.items()) + f"; stages: {len(tit_stages(ts, cfg.tit, cfg.tit_group))}")
     model = unify(cfg, a.ckpt, out, ts, data=a.data, resume=a.resume, overwrite=a.overwrite, log=print, progress=True)
     est = train_estimator(cfg, ts, out / 'estimator', data=a.data, resume=a.resume and (out / 'estimator' / 'ckpt' / 'meta.json').exists())

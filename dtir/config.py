@@ -71,7 +71,8 @@ class Preset:
     ckpt_every: int = 250
     fft_weight: float = 0.0             # weight of the optional FFT term of L_rec
     # matching (Algorithm 2)
-    match_mode: str = 'onestep'         # onestep|reverse|residual: which curve defines t*
+    match_mode: str = 'onestep'         # onestep|reverse|residual: which curve defines t* (Setting A and the single-task analyses)
+    unify_match_mode: str = 'onestep'   # the same for the unified setting's prompts (Setting B, tsne, compound, backbones, dtir unify)
     match_images: int = 12              # validation crops per degradation used by matching (of the n_val validation crops)
     match_stride: int = 1               # t grid stride of the (costly) reverse-mode curve; the one-step curve is dense
     noise_sigmas: tuple[float, ...] = (5, 10, 15, 25, 35, 50, 75)  # /255, noise-level analysis
@@ -211,7 +212,8 @@ def validate(p: Preset) -> Preset:
     if p.orth_form not in ('batch', 'sample', 'project'): bad('orth_form', 'must be batch, sample or project')
     if not 0 < p.orth_frac <= 1: bad('orth_frac', 'must lie in (0, 1] (orth=false turns the term off)')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
-    if p.match_mode not in MATCH_MODES: bad('match_mode', f"must be one of {', '.join(MATCH_MODES)}")
+    for k in ('match_mode', 'unify_match_mode'):
+        if getattr(p, k) not in MATCH_MODES: bad(k, f"must be one of {', '.join(MATCH_MODES)}")
     if p.mixed_precision not in ('no', 'bf16'):
         bad('mixed_precision', "must be no or bf16 (fp16 needs loss scaling, which GEF's own backward passes do not do)")
     if len(p.enc_blocks) != len(p.dec_blocks): bad('dec_blocks', f'must have as many levels as enc_blocks {p.enc_blocks}')
