@@ -34,7 +34,7 @@ def main(argv=None):
     ap.add_argument('--seeds', nargs='+', type=int, default=None, help="default: the preset's seeds")
     ap.add_argument('--no-plain', action='store_true', help='leave out the plain multi-task row')
     a = ap.parse_args(argv)
-    import numpy as np, torch
+    import numpy as np
     from dtir.artifacts import pretrained, unify_tstars, unify_model, unified, unify_steps, estimator_model
     from dtir.estimator import load_estimator
     from dtir.batches import val_set, predict
@@ -49,8 +49,7 @@ def main(argv=None):
     seeds = list(a.seeds if a.seeds is not None else base.seeds)
     root = Path(a.root or f'outputs/{a.preset}/artifacts').resolve()   # absolute, as dtir reproduce names it (model keys hold paths)
     with job_pool(base, log=progress):   # the variants' pre-trainings side by side (one per distinct pre-training key)
-        pres = {v: pretrained(c, root) for v, c in cfgs.items()}
-    pres = {v: pretrained(c, root) for v, c in cfgs.items()}   # the paths, now that the pool has trained them
+        pres = {v: pretrained(c, root) for v, c in cfgs.items()}   # their model/ folders, written when the block ends
     tstar = {v: unify_tstars(c, pres[v]) for v, c in cfgs.items()}   # Setting B's prompts under each variant
     tasks = list(base.tasks)
     models = {}
