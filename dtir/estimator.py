@@ -22,21 +22,40 @@ __all__ = ['TEMP_GRID', 'TStarEstimator', 'crop_grid', 'crop_logits', 'crop_mean
            'Estimator', 'load_estimator', 'confusion', 'ece', 'val_labelled', 'calibrate_temperature']
 
 # %% ../nbs/22a_estimator.ipynb #48eedaac
+def _pool_stats(f: Tensor) -> Tensor:
+    "(B,C,H,W) -> (B,2C): per-channel mean and standard deviation over the image (population, finite on a 1x1 map)."
+    return torch.cat([f.mean((2, 3)), (f.var((2, 3), correction=0) + 1e-6).sqrt()], 1)
+
 class TStarEstimator(nn.Module):
-    "Degraded image `(B,3,H,W)` -> logits over the known t* values (`t_values`)."
-    def __init__(self, t_values,         # the distinct t* values, ascending (the classes)
-                 width: int = 32):       # channels of the first convolution
+    "Degraded image `(B,3,H,W)` -> logits over its classes (tasks), each carrying a prompt; `t_values` are the distinct prompts."
+    def __init__(self, t_stars: dict[str, int] | list[int],   # task -> t* (one class per task), or prompts (one class per distinct value)
+                 width: int = 32):                           # channels of the stem (a multiple of 8: group norm with 8 groups)
         super().__init__()
-        self.register_buffer('t_values', torch.as_tensor(sorted(int(t) for t in t_values), dtype=torch.long))
-        if len(self.t_values) < 1: raise ValueError("TStarEstimator: needs at least one t* value")
+        if not isinstance(t_stars, dict): t_stars = {str(t): int(t) for t in sorted({int(t) for t in t_stars})}
+        if len(t_stars) < 1: raise ValueError("TStarEstimator: needs at least one class")
+        if width < 8 or width % 8: raise ValueError(f"TStarEstimator: width must be a positive multiple of 8, got {width}")
+        self.tasks = list(t_stars)
+        class_t = torch.as_tensor([int(t_stars[k]) for k in self.tasks], dtype=torch.long)
+        self.register_buffer('class_t', class_t)                      # the prompt of each output class
+        self.register_buffer('t_values', class_t.unique())            # the distinct prompts, ascending
+        self.register_buffer('to_t', (class_t[:, None] == self.t_values[None]).float())   # (classes, prompts) one-hot
         w = width
-        self.features = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1), nn.GELU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.GELU(),
-                                      nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(4 * w + 6, 64), nn.GELU(), nn.Linear(64, len(self.t_values)))
+        chans = [w, w, 2 * w, 4 * w, 4 * w]
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1), nn.GELU())
+        self.stages = nn.ModuleList(nn.Sequential(nn.Conv2d(a, b, 3, 2, 1), nn.GroupNorm(8, b), nn.GELU())
+                                    for a, b in zip(chans[:-1], chans[1:]))
+        self.head = nn.Sequential(nn.Linear(2 * (3 + sum(chans)), 128), nn.GELU(), nn.Linear(128, len(self.tasks)))
 
     def forward(self, y: Tensor) -> Tensor:
-        stats = torch.cat([y.mean((2, 3)), y.std((2, 3))], 1)
-        return self.head(torch.cat([self.features(y), stats], 1))
+        f = self.stem(y)
+        feats = [_pool_stats(y), _pool_stats(f)]
+        for stage in self.stages:
+            f = stage(f); feats.append(_pool_stats(f))
+        return self.head(torch.cat(feats, 1))
+
+    def prompt_probs(self, p: Tensor) -> Tensor:
+        "Class probabilities `(B, classes)` -> prompt probabilities `(B, len(t_values))`: the sum over the classes sharing a prompt."
+        return p @ self.to_t.to(p.dtype)
 
 # %% ../nbs/22a_estimator.ipynb #7e49af95
 def crop_grid(y: Tensor,          # (B,3,H,W)
@@ -54,7 +73,7 @@ def crop_grid(y: Tensor,          # (B,3,H,W)
 
 @torch.inference_mode()
 def crop_logits(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, bs: int = 64) -> list[Tensor]:
-    "Per image of `y`, the logits `(n_crops, n_classes)` of its grid of crops."
+    "Per image of `y`, the logits `(n_crops, n_classes)` of its grid of crops (classes: the network's, tasks)."
     dev = next(net.parameters()).device
     was = net.training; net.eval()
     out = []
@@ -65,49 +84,46 @@ def crop_logits(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, 
     return out
 
 def crop_mean_probs(logits: list[Tensor], temperature: float = 1.0) -> Tensor:
-    "`(B, n_classes)`: per image, the softmax of its crops' logits divided by `temperature`, averaged over the crops."
+    "`(B, n_classes)`: per image, the softmax of its crops' logits divided by `temperature`, averaged over the crops (class probabilities)."
     if not temperature > 0: raise ValueError(f"temperature must be > 0, got {temperature}")
     return torch.stack([(l / temperature).softmax(1).mean(0) for l in logits])
 
 def estimate_probs(net: TStarEstimator, y: Tensor, size: int, max_crops: int = 16, bs: int = 64,
                    temperature: float = 1.0) -> Tensor:
-    "Class probabilities `(B, n_classes)` of images `y`, averaged over a grid of crops (logits divided by `temperature`)."
-    return crop_mean_probs(crop_logits(net, y, size, max_crops, bs), temperature)
+    "Prompt probabilities `(B, len(net.t_values))` of images `y`: class probabilities averaged over a grid of crops (logits divided by `temperature`), summed per prompt."
+    return net.prompt_probs(crop_mean_probs(crop_logits(net, y, size, max_crops, bs), temperature))
 
 # %% ../nbs/22a_estimator.ipynb #032f8a0e
 def train_estimator(cfg: Preset,
-                    t_stars: dict[str, int],   # task -> matched t* (the label of each task's images)
+                    t_stars: dict[str, int],   # task -> matched t* (one class per task; its prompt is the answer)
                     out: str | Path,           # run folder
                     data: str = 'builtin',
                     steps: int | None = None,  # default cfg.estimator_steps
                     seed: int | None = None,
                     resume: bool = False,
                     width: int = 32,
-                    balance: bool = True,      # weight the classes by the inverse of their share of the tasks
                     progress: bool = False) -> Path:
-    "Train the blind t* estimator on degraded inputs of the tasks of `t_stars`; returns its `model/` folder."
+    "Train the blind t* estimator to recognise the tasks of `t_stars` from degraded inputs; returns its `model/` folder."
     seed = cfg.seed if seed is None else seed
-    classes = sorted({int(v) for v in t_stars.values()})
-    labels = {k: classes.index(int(v)) for k, v in t_stars.items()}
+    t_stars = {k: int(v) for k, v in t_stars.items()}
+    labels = {k: i for i, k in enumerate(t_stars)}
     torch.manual_seed(seed)
-    net = TStarEstimator(classes, width)
+    net = TStarEstimator(t_stars, width)
     ecfg = replace(cfg, batch=4 * cfg.batch, grad_clip=0.0, mixed_precision='no')
-    count = torch.bincount(torch.tensor(list(labels.values())), minlength=len(classes)).float()
-    weight = len(labels) / (len(classes) * count) if balance else None   # tasks are drawn uniformly; classes are not
     def step_fn(net, batch, step, scale):
         logits = net(batch['y'])
-        loss = F.cross_entropy(logits, batch['t'], weight=None if weight is None else weight.to(logits.device))
+        loss = F.cross_entropy(logits, batch['t'])
         (loss * scale).backward()
         return {'loss_ce': loss.item(), 'acc': (logits.argmax(1) == batch['t']).float().mean().item()}
-    spec = dict(kind='estimator', classes=classes, width=width, patch=cfg.patch)
+    spec = dict(kind='estimator', arch='stats', tasks=t_stars, classes=net.t_values.tolist(), width=width, patch=cfg.patch)
     tr = Trainer(ecfg, net, task_batches(ecfg, labels, data, seed=seed), step_fn,
                  RunSpec('estimator', steps or cfg.estimator_steps, seed, dict(tasks=labels, data=data)), out,
-                 meta=dict(model=spec, t_star={k: int(v) for k, v in t_stars.items()}), progress=progress)
+                 meta=dict(model=spec, t_star=t_stars), progress=progress)
     return tr.fit(resume=resume)
 
 # %% ../nbs/22a_estimator.ipynb #4e6e73d3
 class Estimator:
-    "A loaded t* estimator: `est(y) -> int` for one image, `est.predict(y) -> (B,)` prompts, `est.probs(y)`."
+    "A loaded t* estimator: `est(y) -> int` for one image, `est.predict(y) -> (B,)` prompts, `est.probs(y)` over `net.t_values`, `est.predict_task(y)`."
     def __init__(self, net: TStarEstimator, meta: dict):
         self.net, self.meta = net.eval(), meta
         self.size = int(meta['model']['patch'])
@@ -115,6 +131,10 @@ class Estimator:
     def probs(self, y: Tensor) -> Tensor:
         return estimate_probs(self.net, y if y.ndim == 4 else y[None], self.size, temperature=self.temperature)
     def predict(self, y: Tensor) -> Tensor: return self.net.t_values.cpu()[self.probs(y).argmax(1)]
+    def predict_task(self, y: Tensor) -> list[str]:
+        "The most probable task (class) of each image: what the estimator recognised, before it is read as a prompt."
+        L = crop_logits(self.net, y if y.ndim == 4 else y[None], self.size)
+        return [self.net.tasks[i] for i in crop_mean_probs(L, self.temperature).argmax(1).tolist()]
     def __call__(self, y: Tensor) -> int:
         p = self.predict(y)
         if len(p) != 1: raise ValueError(f"Estimator(y) takes one image; got a batch of {len(p)} (use .predict)")
@@ -128,23 +148,26 @@ def load_estimator(path: str | Path, device='cpu') -> Estimator:
         raise FileNotFoundError(f"no t* estimator in {path} (expected {Path(path)/'estimator'}; `dtir unify` trains one) "
                                 f"- pass --t N instead of auto")
     weights, meta, _ = load_checkpoint(p)
-    if meta.get('model', {}).get('kind') != 'estimator': raise ValueError(f"{p} is not a t* estimator checkpoint")
-    net = TStarEstimator(meta['model']['classes'], meta['model']['width'])
+    spec = meta.get('model', {})
+    if spec.get('kind') != 'estimator': raise ValueError(f"{p} is not a t* estimator checkpoint")
+    if spec.get('arch') != 'stats': raise ValueError(f"{p} holds an estimator of an older design (classes over prompts); retrain it (`dtir unify` or `train_estimator`)")
+    net = TStarEstimator({k: int(v) for k, v in spec['tasks'].items()}, spec['width'])
     load_weights(net, weights, str(p))
     return Estimator(net.to(device), meta)
 
 # %% ../nbs/22a_estimator.ipynb #243bb40a
 def confusion(est: Estimator, cfg: Preset, t_stars: dict[str, int], roots=(), severity: str = 'id') -> dict:
-    "Confusion matrix (task x t* class), accuracy per task and overall, on the evaluation images."
+    "Confusion matrix (task x t* class), prompt accuracy per task and overall, and the share of each task's images recognised as that task."
     classes = est.net.t_values.tolist()
-    M, acc = [], {}
+    M, acc, tacc = [], {}, {}
     for task, t in t_stars.items():
         y, _, _ = eval_set(cfg, task, severity, roots)
         pred = est.predict(y).tolist()
         M.append([sum(p == c for p in pred) for c in classes])
         acc[task] = sum(p == int(t) for p in pred) / len(pred)
+        tacc[task] = sum(q == task for q in est.predict_task(y)) / len(y)
     n = sum(map(sum, M))
-    return dict(classes=classes, tasks=list(t_stars), matrix=M, accuracy=acc,
+    return dict(classes=classes, tasks=list(t_stars), matrix=M, accuracy=acc, task_accuracy=tacc,
                 overall=sum(acc[k] * sum(M[i]) for i, k in enumerate(t_stars)) / max(n, 1))
 
 # %% ../nbs/22a_estimator.ipynb #13b1f4e1
@@ -174,15 +197,16 @@ def val_labelled(cfg: Preset, t_stars: dict[str, int], classes, data: str = 'bui
     return torch.cat(ys), torch.tensor(labs)
 
 def calibrate_temperature(est: Estimator, y: Tensor, labels: Tensor, grid=TEMP_GRID) -> dict:
-    "Set `est.temperature` to the T of `grid` with the lowest NLL of the crop-averaged probabilities of `y` (labels: class indices)."
+    "Set `est.temperature` to the T of `grid` with the lowest NLL of the crop-averaged prompt probabilities of `y` (labels: indices into `est.net.t_values`)."
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(labels) != len(y) or len(y) == 0: raise ValueError(f"calibrate_temperature: {len(y)} images and {len(labels)} labels")
     L = crop_logits(est.net, y, est.size)
     idx = torch.arange(len(labels))
-    def nll(T): return float(-crop_mean_probs(L, T)[idx, labels].clamp_min(1e-12).log().mean())
+    def probs(T): return est.net.prompt_probs(crop_mean_probs(L, T))
+    def nll(T): return float(-probs(T)[idx, labels].clamp_min(1e-12).log().mean())
     curve = [(float(T), nll(T)) for T in grid]
     T, best = min(curve, key=lambda q: q[1])
-    p1, pT = crop_mean_probs(L, 1.0), crop_mean_probs(L, T)
+    p1, pT = probs(1.0), probs(T)
     est.temperature = T
     return dict(temperature=T, nll=best, nll_t1=nll(1.0), ece=ece(pT, labels), ece_t1=ece(p1, labels),
                 accuracy=float((pT.argmax(1) == labels).float().mean()), n=len(labels), curve=curve)

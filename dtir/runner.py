@@ -429,7 +429,7 @@ RESULTS_KEYS: dict[str, str] = {
     'real_meta': 'real: models, image counts, the root the sets were read from (or why skipped)',
     'setting_b': 'setting_b: {row: {task|avg: {psnr, ssim, lpips, change, seeds {psnr, ssim: {mean, std, n}}}}} (RGB, crop 0; the mean over the row\'s seeds)',
     'setting_b_y': 'setting_b: {row: {task: {psnr_y, ssim_y}}} for the derain tasks (rain, raindrop; all tasks with --y-channel)',
-    'setting_b_estimator': 'setting_b: {accuracy {task: share}, overall, classes, matrix}',
+    'setting_b_estimator': 'setting_b: {accuracy {task: share of right prompts}, overall, classes, matrix, task_accuracy {task: share recognised as itself}, task_overall}',
     'setting_b_router': 'setting_b: MoE router weights per task',
     'setting_b_diagnosis': 'setting_b: the task where oracle is furthest below plain, scored at other prompts {task, gap, prompt_sweep, best_prompt, samples, moe_scale_max}',
     'setting_b_meta': 'setting_b: t*, stages, steps, models, the paper\'s numbers, real-set meta, summary',

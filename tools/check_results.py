@@ -94,7 +94,7 @@ def missing_keys(res: dict, real: bool, full: bool = False) -> list[str]:
     for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + tuple(d_rows_b):
         for t in list(cfg.tasks) + ['avg']:
             for m in ('psnr', 'ssim', 'lpips', 'change'): need(f'setting_b.{r}.{t}.{m}')
-    for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}')
+    for t in cfg.tasks: need(f'setting_b_estimator.accuracy.{t}'); need(f'setting_b_estimator.task_accuracy.{t}')
     for k in ('returns_input', 'stage_plan', 'samples_per_task'): need(f'setting_b_meta.{k}')
     for r in ('plain', 'no_tit', 'no_moe', 'oracle', 'blind') + tuple(d_rows_b):
         for t in [t for t in ('rain', 'raindrop') if t in cfg.tasks]:

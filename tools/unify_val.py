@@ -8,7 +8,7 @@ variant's prompts (the first seed's, as Setting B), scored on the validation cro
 with the estimator's (row `V blind`): a rule whose prompts the estimator cannot tell apart helps the oracle row only.
 Beside them the `plain` multi-task row (no prompt, the same steps), which no variant changes. Printed per variant:
 the matched t* per task, how many distinct values they take, their Spearman rho against the authors' table, the
-estimator's accuracy on the validation crops, and per task
+estimator's share of right prompts and of crops recognised as their own task on the validation crops, and per task
 the validation PSNR / SSIM (mean over seeds) with the difference to the first variant and to `plain`. A variant that
 returns its input on a task (mean |out - in| below `dtir.metrics` threshold) is flagged.
 Runs are cached in `--root` (the artifacts folder of a run), so a finished `make reproduce` supplies the first variant's
@@ -64,6 +64,7 @@ def main(argv=None):
     pairs = {t: val_set(base, t) for t in tasks}
     est_t = {v: {t: ests[v].predict(pairs[t][0]) for t in tasks} for v in cfgs}   # the estimator's prompts per crop
     acc = {v: {t: float((est_t[v][t] == tstar[v][t]).float().mean()) for t in tasks} for v in cfgs}
+    task_acc = {v: {t: sum(q == t for q in ests[v].predict_task(pairs[t][0])) / len(pairs[t][0]) for t in tasks} for v in cfgs}
     res = {}
     for (row, s), (c, m) in models.items():
         net, meta = load_model(m)
@@ -86,7 +87,8 @@ def main(argv=None):
         sp = spearman_vs_reference(tstar[v])
         rho = 'undefined' if sp['rho'] is None else f"{sp['rho']:+.2f} (p = {sp['p']:.2f})"
         print(f"  {v}: t* {tstar[v]}; {len(set(tstar[v].values()))} distinct; Spearman vs the authors' table {rho}; "
-              f"estimator accuracy {np.mean(list(acc[v].values())):.2f} (" + ', '.join(f'{t} {p:.2f}' for t, p in acc[v].items()) + ')')
+              f"estimator: right prompts {np.mean(list(acc[v].values())):.2f} (" + ', '.join(f'{t} {p:.2f}' for t, p in acc[v].items()) + ')'
+              f", recognised as their own task {np.mean(list(task_acc[v].values())):.2f}")
     flag = lambda r, t: ' †' if any(returns_input(res[r][t][str(s)]['change']) for s in seeds) else ''
     w = max(30, *(len(r) + 2 for r in rows))
     print(f"  {'task':9}" + ''.join(f'{r:>{w}}' for r in rows))
@@ -102,7 +104,7 @@ def main(argv=None):
         for r in rows[:-1]: print(f"  {r} - plain, average: {mean[r]['avg']['psnr'] - mean['plain']['avg']['psnr']:+.2f} dB")
     if any(flag(r, t) for r in rows for t in tasks): print('  † a seed returns its input on this task')
     if a.out:
-        Path(a.out).write_text(json.dumps(dict(preset=a.preset, seeds=seeds, variants=a.variants, t_star=tstar, estimator_accuracy=acc,
+        Path(a.out).write_text(json.dumps(dict(preset=a.preset, seeds=seeds, variants=a.variants, t_star=tstar, estimator_accuracy=acc, estimator_task_accuracy=task_acc,
                                                per_seed=res, mean=mean, val=dict(n=base.n_val, size=base.val_size)), indent=1))
 
 
