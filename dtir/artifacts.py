@@ -51,18 +51,28 @@ def pretrained(cfg: Preset, root: str | Path, data: str = 'builtin', log=progres
         run_job('pretrain', cfg, out=run, data=data, resume=(run / 'ckpt' / 'meta.json').exists(), progress=False)
     return run / 'model'
 
-def matched(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress, tasks=None) -> dict:
-    "Matching results of `tasks` (default `cfg.tasks`) for a pre-trained model on the validation split, computed once per task and kept in `cache`."
-    from dtir.match import run_match, match_request
-    req = match_request(cfg, data)
-    cache = Path(cache) if cache else Path(pre).parent / f"match-{hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:10]}"
-    f = cache / 'match.json'
-    have = json.loads(f.read_text())['t_star'] if f.exists() else {}
+def matched(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress, tasks=None,
+            modes=None) -> dict:
+    """Matching results of `tasks` (default `cfg.tasks`) for a pre-trained model on the validation split, computed once per task and kept in `cache`.
+    `modes`: the curves needed (default every one of `MATCH_MODES`; `cfg.match_mode` always among them); without an explicit
+    `cache`, a result that holds every curve serves a request for fewer, so only a model nobody matched fully computes a subset."""
+    from dtir.match import run_match, match_request, MATCH_MODES
+    modes = [m for m in MATCH_MODES if m in (MATCH_MODES if modes is None else modes)]
+    if cfg.match_mode not in modes: raise ValueError(f"matched: modes {modes} leave out match_mode = {cfg.match_mode}, whose t* it returns")
+    def folder(ms):
+        req = match_request(cfg, data, ms)
+        return Path(pre).parent / f"match-{hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:10]}"
+    def have(c): return json.loads((c / 'match.json').read_text())['t_star'] if (c / 'match.json').exists() else {}
     tasks = list(cfg.tasks if tasks is None else tasks)
-    missing = [t for t in tasks if t not in have]
+    if cache: cache = Path(cache)
+    else:
+        full = folder(MATCH_MODES)
+        cache = full if len(modes) == len(MATCH_MODES) or all(t in have(full) for t in tasks) else folder(modes)
+    f = cache / 'match.json'
+    missing = [t for t in tasks if t not in have(cache)]
     if missing:
-        if log: log(f'matching {len(missing)} task(s) with {pre} -> {cache}')
-        run_match(pre, cfg, cache, tasks=missing, data=data, log=None)
+        if log: log(f'matching {len(missing)} task(s) with {pre} ({", ".join(modes)}) -> {cache}')
+        run_match(pre, cfg, cache, tasks=missing, data=data, modes=modes, log=None)
     s = json.loads(f.read_text())
     return dict(s, t_star={k: s['t_star'][k] for k in tasks}, tasks={k: s['tasks'][k] for k in tasks})
 
@@ -157,9 +167,11 @@ def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
     return sum(s for s, _ in stage_budget(cfg, tit_stages(t_stars, True, cfg.tit_group)))
 
 def unify_tstars(cfg: Preset, pre: str | Path, data: str = 'builtin', cache: str | Path | None = None, log=progress,
-                 tasks=None) -> dict[str, int]:
-    "The unified setting's prompts: t* of `tasks` (default `cfg.tasks`) under `cfg.unify_match_mode`, from the same matching curves as `matched`."
-    s = matched(cfg, pre, data, cache, log=log, tasks=tasks)
+                 tasks=None, only_needed: bool = False) -> dict[str, int]:
+    """The unified setting's prompts: t* of `tasks` (default `cfg.tasks`) under `cfg.unify_match_mode`, from the same matching curves as `matched`.
+    `only_needed`: compute only the curves of `match_mode` and `unify_match_mode` where nothing cached holds them all
+    (a model that only the unified setting uses, e.g. another backbone's)."""
+    s = matched(cfg, pre, data, cache, log=log, tasks=tasks, modes=(cfg.match_mode, cfg.unify_match_mode) if only_needed else None)
     return {k: int(r[cfg.unify_match_mode]['t_star']) for k, r in s['tasks'].items()}
 
 def unify_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: str = 'builtin',
@@ -180,7 +192,7 @@ def estimator_model(cfg: Preset, root: str | Path, t_stars: dict[str, int], data
     keys = ('seed', 'data', 'patch', 'batch', 'augment', 'val_size', 'lr', 'lr_min', 'betas', 'estimator_steps')
     run = Path(root) / f"estimator-{key_of(cfg, keys, data=data, tasks=[[k, int(v)] for k, v in t_stars.items()], seed=seed)}"
     if not _done(run):
-        if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(set(t_stars.values()))} classes) -> {run.name}')
+        if log: log(f't* estimator ({cfg.estimator_steps} steps, {len(t_stars)} tasks, {len(set(t_stars.values()))} prompts) -> {run.name}')
         run_job('train_estimator', cfg, dict(t_stars), out=run, data=data, seed=seed, resume=(run / 'ckpt' / 'meta.json').exists())
     return run / 'model'
 

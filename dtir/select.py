@@ -96,7 +96,7 @@ def select_full(cfg: Preset, root: str | Path, task: str, grid: dict, data: str 
                 sig = json.dumps(preset_dict(c), sort_keys=True)   # one run per distinct setting (the preset's own value included)
                 if sig not in seen:
                     pre = pretrained(c, root, data, log=log)
-                    t = int(matched(c, pre, data, log=log, tasks=[task])['t_star'][task])   # only the task searched
+                    t = int(matched(c, pre, data, log=log, tasks=[task], modes=(c.match_mode,))['t_star'][task])   # only the task searched, only match_mode's curve
                     try: m = finetuned(c, root, task, t, pre, data, seed=seed, steps=steps, log=log)
                     except TrainingDiverged: seen[sig] = dict(choice=ch, t_star=t, val_psnr=None, diverged=True, frac_at_theta0=None)
                     else: seen[sig] = dict(choice=ch, t_star=t, val_psnr=val_psnr(m, c, task, data),
@@ -201,6 +201,6 @@ def row_settings(cfg: Preset, root: str | Path, task: str, sel: dict, data: str 
     from dtir.artifacts import ROWS, PLAIN_ROWS, pretrained, matched
     cf, cp = apply_choice(cfg, sel['full']['choice']), plain_choice(cfg, sel['plain'])
     pre, pf = pretrained(cfg, root, data, log=log), pretrained(cf, root, data, log=log)
-    t_paper, t_full = (int(matched(c, p, data, log=log, tasks=[task])['t_star'][task]) for c, p in ((cfg, pre), (cf, pf)))
+    t_paper, t_full = (int(matched(c, p, data, log=log, tasks=[task], modes=(c.match_mode,))['t_star'][task]) for c, p in ((cfg, pre), (cf, pf)))
     return {row: (cp, None, None) if row in PLAIN_ROWS else (cfg, pre, t_paper) if row == 'full_paper' else (cf, pf, t_full)
             for row in ROWS}
