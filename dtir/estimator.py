@@ -209,4 +209,5 @@ def calibrate_temperature(est: Estimator, y: Tensor, labels: Tensor, grid=TEMP_G
     p1, pT = probs(1.0), probs(T)
     est.temperature = T
     return dict(temperature=T, nll=best, nll_t1=nll(1.0), ece=ece(pT, labels), ece_t1=ece(p1, labels),
-                accuracy=float((pT.argmax(1) == labels).float().mean()), n=len(labels), curve=curve)
+                accuracy=float((pT.argmax(1) == labels).float().mean()), accuracy_t1=float((p1.argmax(1) == labels).float().mean()),
+                n=len(labels), curve=curve)
