@@ -159,7 +159,7 @@ def unified(cfg: Preset, root: str | Path, t_stars: dict[str, int], pre, data: s
     return run / 'model'
 
 # %% ../nbs/16_artifacts.ipynb #ca044e41
-UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'tit_budget', 'tit_new_share', 'moe', 'moe_experts')
+UNIFY_KEYS = FINETUNE_KEYS + ('stage_steps', 'tit', 'tit_group', 'tit_budget', 'tit_new_share', 'moe', 'moe_experts', 'unify_reg')
 
 def unify_steps(cfg: Preset, t_stars: dict[str, int]) -> int:
     "Training steps of a unified TIT run (its `stage_budget` plan), which the compared rows also get."

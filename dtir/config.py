@@ -11,12 +11,19 @@ from dataclasses import dataclass, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['TASKS', 'MATCH_MODES', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset', 'preset_hash', 'preset_dict',
-           'source_hash']
+__all__ = ['TASKS', 'MATCH_MODES', 'REG_VARIANTS', 'Preset', 'parse_value', 'repo_root', 'validate', 'load_preset',
+           'unify_preset', 'preset_hash', 'preset_dict', 'source_hash']
 
 # %% ../nbs/00_config.ipynb #d97b0fa4
 TASKS = ('blur', 'haze', 'jpeg', 'lowlight', 'noise', 'raindrop', 'rain', 'shadow', 'snow', 'inpaint')
 MATCH_MODES = ('onestep', 'reverse', 'residual')   # the ways `dtir.match` defines t* (`match_mode` picks one)
+REG_VARIANTS = {   # how L_reg's strength is applied: the three switches a variant sets (the selection's `reg_variant` axis, `unify_reg`)
+    'paper': dict(reg_norm='none', reg_when='every', reg_apply='grad'),      # the paper's text: lambda * Omega, every step
+    'mean': dict(reg_norm='mean', reg_when='every', reg_apply='grad'),       # Omega / mean(Omega): lambda is scale-free
+    'mixed': dict(reg_norm='none', reg_when='mixed', reg_apply='grad'),      # only on mixed steps (the authors' release)
+    'decoupled': dict(reg_norm='none', reg_when='every', reg_apply='decoupled'),    # after the optimiser step (AdamW-style)
+    'mean_decoupled': dict(reg_norm='mean', reg_when='every', reg_apply='decoupled'),
+}
 
 @dataclass
 class Preset:
@@ -73,6 +80,7 @@ class Preset:
     # matching (Algorithm 2)
     match_mode: str = 'onestep'         # onestep|reverse|residual: which curve defines t* (Setting A and the single-task analyses)
     unify_match_mode: str = 'onestep'   # the same for the unified setting's prompts (Setting B, tsne, compound, backbones, dtir unify)
+    unify_reg: str = ''                 # L_reg of the unified runs (dtir.tit.unify): '' = the GEF keys below, or VARIANT[:LAMBDA] of REG_VARIANTS
     match_images: int = 12              # validation crops per degradation used by matching (of the n_val validation crops)
     match_stride: int = 1               # t grid stride of the (costly) reverse-mode curve; the one-step curve is dense
     noise_sigmas: tuple[float, ...] = (5, 10, 15, 25, 35, 50, 75)  # /255, noise-level analysis
@@ -212,6 +220,12 @@ def validate(p: Preset) -> Preset:
     if p.orth_form not in ('batch', 'sample', 'project'): bad('orth_form', 'must be batch, sample or project')
     if not 0 < p.orth_frac <= 1: bad('orth_frac', 'must lie in (0, 1] (orth=false turns the term off)')
     if p.gen_layers not in ('shallow', 'deep', 'all', 'none'): bad('gen_layers', 'must be shallow, deep, all or none')
+    v, _, lam = p.unify_reg.partition(':')
+    if p.unify_reg and v not in REG_VARIANTS: bad('unify_reg', f"must be empty or VARIANT[:LAMBDA], VARIANT one of {', '.join(REG_VARIANTS)}")
+    if lam:
+        try: ok = fin(float(lam)) and float(lam) >= 0
+        except ValueError: ok = False
+        if not ok: bad('unify_reg', 'has a LAMBDA that is not a finite number >= 0')
     for k in ('match_mode', 'unify_match_mode'):
         if getattr(p, k) not in MATCH_MODES: bad(k, f"must be one of {', '.join(MATCH_MODES)}")
     if p.mixed_precision not in ('no', 'bf16'):
@@ -246,6 +260,14 @@ def load_preset(name: str = 'default',   # section of settings.ini
                  for k, v in _parse_overrides(overrides).items()})
     vals['name'] = name
     return validate(Preset(**vals))
+
+# %% ../nbs/00_config.ipynb #8542c462
+def unify_preset(p: Preset) -> Preset:
+    "`p` with `unify_reg` applied to its L_reg switches (and `lam_reg`): the preset a unified run trains under."
+    from dataclasses import replace
+    if not p.unify_reg: return p
+    v, _, lam = p.unify_reg.partition(':')
+    return replace(p, **REG_VARIANTS[v], **({'lam_reg': float(lam)} if lam else {}))
 
 # %% ../nbs/00_config.ipynb #66dbc9fe
 def preset_hash(p: Preset, **extra) -> str:

@@ -10,23 +10,16 @@ import hashlib, json
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
-from .config import Preset, source_hash, preset_dict
+from .config import Preset, REG_VARIANTS, source_hash, preset_dict   # REG_VARIANTS: the `reg_variant` axis's values
 from .runner import progress
 from .train import TrainingDiverged
 
 # %% auto #0
-__all__ = ['REG_VARIANTS', 'SELECT_GRIDS', 'LR_GRID_RULE', 'SELECTION_KEYS', 'axis_field', 'apply_choice', 'variant_of',
-           'val_psnr', 'run_stats', 'select_full', 'lr_grid', 'select_plain', 'plain_choice', 'grid_for', 'selections',
-           'write_selection', 'row_settings']
+__all__ = ['SELECT_GRIDS', 'LR_GRID_RULE', 'SELECTION_KEYS', 'axis_field', 'apply_choice', 'variant_of', 'val_psnr', 'run_stats',
+           'select_full', 'lr_grid', 'select_plain', 'plain_choice', 'grid_for', 'selections', 'write_selection',
+           'row_settings']
 
 # %% ../nbs/21a_select.ipynb #771ed15b
-REG_VARIANTS = {
-    'paper': dict(reg_norm='none', reg_when='every', reg_apply='grad'),      # the paper's text: lambda * Omega, every step
-    'mean': dict(reg_norm='mean', reg_when='every', reg_apply='grad'),       # Omega / mean(Omega): lambda is scale-free
-    'mixed': dict(reg_norm='none', reg_when='mixed', reg_apply='grad'),      # only on mixed steps (the authors' release)
-    'decoupled': dict(reg_norm='none', reg_when='every', reg_apply='decoupled'),    # after the optimiser step (AdamW-style)
-    'mean_decoupled': dict(reg_norm='mean', reg_when='every', reg_apply='decoupled'),
-}
 SELECT_GRIDS = {   # axis -> values, in the order of the coordinate search
     'default': {'finetune_lr': [0.0, 10 ** -2.5, 10 ** -2],   # full's fine-tuning rate too (0: the preset's lr); plain's is searched
                 'schedule': ['vp', 've', 'cosine'], 'reg_variant': list(REG_VARIANTS),

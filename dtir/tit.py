@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, shutil, sys
 from pathlib import Path
 import torch
-from .config import Preset, TASKS
+from .config import Preset, TASKS, unify_preset
 from .train import Trainer, RunSpec
 from .checkpoint import load_checkpoint, load_weights, atomic_path
 from .pretrain import new_model, load_model, check_compatible, schedule_meta
@@ -89,7 +89,7 @@ def _stage_net(cfg: Preset, pre, prev, moe: bool, seed: int):
 
 
 # %% ../nbs/22_tit.ipynb #2ce8131f
-def unify(cfg: Preset,                 # preset (stage_steps, tit, tit_group, moe, moe_experts and the GEF switches)
+def unify(cfg: Preset,                 # preset (stage_steps, tit, tit_group, moe, moe_experts, unify_reg and the GEF switches)
           pre: str | Path | None,      # pre-trained model/ folder (None only with tmgp=False)
           out: str | Path,             # run folder: stage-NN/ and model/
           t_stars: dict[str, int],     # task -> matched t*
@@ -102,6 +102,7 @@ def unify(cfg: Preset,                 # preset (stage_steps, tit, tit_group, mo
           log=None,
           progress: bool = False) -> Path:
     "Train one network on all tasks of `t_stars` (TIT stages or one stage, GEF in each) holding `out`'s lock; returns `out/model`."
+    cfg = unify_preset(cfg)   # the unified runs' own L_reg (`unify_reg`), when the preset names one
     tit = cfg.tit if tit is None else tit
     moe = cfg.moe if moe is None else moe
     seed = cfg.seed if seed is None else seed
