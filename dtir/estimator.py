@@ -123,18 +123,23 @@ def train_estimator(cfg: Preset,
 
 # %% ../nbs/22a_estimator.ipynb #4e6e73d3
 class Estimator:
-    "A loaded t* estimator: `est(y) -> int` for one image, `est.predict(y) -> (B,)` prompts, `est.probs(y)` over `net.t_values`, `est.predict_task(y)`."
+    "A loaded t* estimator: `est(y) -> int` for one image, `est.predict(y) -> (B,)` prompts, `est.probs(y)` over `net.t_values`, `est.predict_task(y)`, both answers at once `est.answers(y)`."
     def __init__(self, net: TStarEstimator, meta: dict):
         self.net, self.meta = net.eval(), meta
         self.size = int(meta['model']['patch'])
         self.temperature = 1.0   # set by `calibrate_temperature`; 1 = the trained network's own probabilities
-    def probs(self, y: Tensor) -> Tensor:
-        return estimate_probs(self.net, y if y.ndim == 4 else y[None], self.size, temperature=self.temperature)
-    def predict(self, y: Tensor) -> Tensor: return self.net.t_values.cpu()[self.probs(y).argmax(1)]
+    def class_probs(self, y: Tensor) -> Tensor:
+        "`(B, n_tasks)`: the task-class probabilities of images `y` (crop-averaged, at `self.temperature`); one network pass over the crops."
+        return crop_mean_probs(crop_logits(self.net, y if y.ndim == 4 else y[None], self.size), self.temperature)
+    def probs(self, y: Tensor) -> Tensor: return self.net.prompt_probs(self.class_probs(y))
+    def predict(self, y: Tensor) -> Tensor: return self.answers(y)[0]
     def predict_task(self, y: Tensor) -> list[str]:
         "The most probable task (class) of each image: what the estimator recognised, before it is read as a prompt."
-        L = crop_logits(self.net, y if y.ndim == 4 else y[None], self.size)
-        return [self.net.tasks[i] for i in crop_mean_probs(L, self.temperature).argmax(1).tolist()]
+        return self.answers(y)[1]
+    def answers(self, y: Tensor) -> tuple[Tensor, list[str]]:
+        "(prompts `(B,)`, recognised tasks) of images `y` from one pass: the prompt sums the probabilities of the tasks sharing it."
+        c = self.class_probs(y)
+        return self.net.t_values.cpu()[self.net.prompt_probs(c).argmax(1).cpu()], [self.net.tasks[i] for i in c.argmax(1).tolist()]
     def __call__(self, y: Tensor) -> int:
         p = self.predict(y)
         if len(p) != 1: raise ValueError(f"Estimator(y) takes one image; got a batch of {len(p)} (use .predict)")
@@ -162,10 +167,11 @@ def confusion(est: Estimator, cfg: Preset, t_stars: dict[str, int], roots=(), se
     M, acc, tacc = [], {}, {}
     for task, t in t_stars.items():
         y, _, _ = eval_set(cfg, task, severity, roots)
-        pred = est.predict(y).tolist()
+        pred, rec = est.answers(y)   # prompts and recognised tasks from one pass of the network over the crops
+        pred = pred.tolist()
         M.append([sum(p == c for p in pred) for c in classes])
         acc[task] = sum(p == int(t) for p in pred) / len(pred)
-        tacc[task] = sum(q == task for q in est.predict_task(y)) / len(y)
+        tacc[task] = sum(q == task for q in rec) / len(y)
     n = sum(map(sum, M))
     return dict(classes=classes, tasks=list(t_stars), matrix=M, accuracy=acc, task_accuracy=tacc,
                 overall=sum(acc[k] * sum(M[i]) for i, k in enumerate(t_stars)) / max(n, 1))

@@ -62,9 +62,10 @@ def main(argv=None):
         ests = {v: estimator_model(c, root, tstar[v], seed=seeds[0]) for v, c in cfgs.items()}
     ests = {v: load_estimator(m) for v, m in ests.items()}
     pairs = {t: val_set(base, t) for t in tasks}
-    est_t = {v: {t: ests[v].predict(pairs[t][0]) for t in tasks} for v in cfgs}   # the estimator's prompts per crop
+    ans = {v: {t: ests[v].answers(pairs[t][0]) for t in tasks} for v in cfgs}   # the estimator's prompts and recognised tasks per crop
+    est_t = {v: {t: ans[v][t][0] for t in tasks} for v in cfgs}
     acc = {v: {t: float((est_t[v][t] == tstar[v][t]).float().mean()) for t in tasks} for v in cfgs}
-    task_acc = {v: {t: sum(q == t for q in ests[v].predict_task(pairs[t][0])) / len(pairs[t][0]) for t in tasks} for v in cfgs}
+    task_acc = {v: {t: sum(q == t for q in ans[v][t][1]) / len(pairs[t][0]) for t in tasks} for v in cfgs}
     res = {}
     for (row, s), (c, m) in models.items():
         net, meta = load_model(m)
